@@ -1,0 +1,31 @@
+# `make demo`: set up and run the main job; `make test`: set up and run the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := build/demo
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchaudio==2.11.1
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/python scripts/init_model.py --preset speech_16khz --calibrate samples/*.flac --force $(DEMO)/model
+	$(BIN)/codec encode samples/*.flac -o $(DEMO)/codes --model $(DEMO)/model --bandwidth 6 --force
+	$(BIN)/codec decode $(DEMO)/codes/*.cdc -o $(DEMO)/decoded --force
+	$(BIN)/codec info $(DEMO)/codes/arctic_slt_a0009.cdc
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/codec_speed.py
+
+clean:
+	rm -rf $(VENV) build

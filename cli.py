@@ -1,0 +1,232 @@
+"""The ``codec`` command line: thin wrappers over the library (see DESIGN.md section 4).
+
+Errors print one sentence on stderr and exit non-zero; outputs are written atomically and
+existing files are only replaced with --force. CODEC_DEBUG=1 shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from codec.errors import CodecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Neural audio codec toolkit: compress speech to tokens and back.")
+stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    stderr.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def cli_errors(command: Callable) -> Callable:
+    """Turn library errors into one line on stderr and a non-zero exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except CodecError as e:
+            raise _fail(str(e)) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted.", 130) from None
+        except Exception as e:  # noqa: BLE001 - last resort: never show a traceback to users
+            if os.environ.get("CODEC_DEBUG"):
+                raise
+            raise _fail(f"unexpected {type(e).__name__}: {e} (set CODEC_DEBUG=1 for details).", 2) from None
+
+    return wrapper
+
+
+@dataclass
+class _LoadedModel:
+    """A model with the name and fingerprint that .cdc files record."""
+
+    model: object
+    name: str
+    fingerprint: str
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(spec: Optional[str], device: str) -> _LoadedModel:
+    from codec.audio import from_pretrained, model_fingerprint
+    from codec.audio.registry import DEFAULT_MODEL
+
+    model = from_pretrained(spec, device)
+    name = spec or DEFAULT_MODEL
+    if Path(name).expanduser().exists():
+        name = str(Path(name).expanduser().resolve())
+    return _LoadedModel(model, name, model_fingerprint(model))
+
+
+def _outputs(inputs: list[Path], output: Optional[Path], suffix: str) -> list[Path]:
+    """Output paths: -o is the file for one input, or a folder for several."""
+    if output is None:
+        return [p.with_suffix(suffix) for p in inputs]
+    if len(inputs) == 1 and not output.is_dir():
+        return [output]
+    if output.exists() and not output.is_dir():
+        raise CodecError(f"With several inputs, -o must be a folder, and {output} is a file.")
+    output.mkdir(parents=True, exist_ok=True)
+    return [output / p.with_suffix(suffix).name for p in inputs]
+
+
+def _run_each(inputs: list[Path], outputs: list[Path], work: Callable[[Path, Path], None]) -> None:
+    """Run ``work`` per file, with a progress bar for several; report each failure, exit 1 if any."""
+    failures = 0
+    with Progress(console=stderr, disable=len(inputs) < 2) as progress:
+        task = progress.add_task("files", total=len(inputs))
+        for src, dst in zip(inputs, outputs):
+            try:
+                work(src, dst)
+            except CodecError as e:
+                failures += 1
+                stderr.print(f"error: {e}", markup=False, soft_wrap=True)
+            progress.advance(task)
+    if failures:
+        if len(inputs) > 1:
+            stderr.print(f"{failures} of {len(inputs)} files failed.", markup=False)
+        raise typer.Exit(1)
+
+
+Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
+Device = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")]
+
+
+@app.command()
+@cli_errors
+def encode(
+    inputs: Annotated[list[Path], typer.Argument(help="Audio files (WAV, FLAC, OGG, Opus, MP3).", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output .cdc file, or a folder for several inputs.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Registered model name or model folder.")] = None,
+    bandwidth: Annotated[Optional[float], typer.Option(help="Target bitrate in kbps (the highest that fits).")] = None,
+    n_q: Annotated[Optional[int], typer.Option("--n-q", help="Number of codebooks (sets the bitrate).")] = None,
+    downmix: Annotated[bool, typer.Option(help="Average all channels to mono before coding.")] = False,
+    force: Force = False,
+    device: Device = "cpu",
+) -> None:
+    """Compress audio files into .cdc token files."""
+    from codec.audio.bitstream import write_cdc
+    from codec.audio.compress import encode_audio
+    from codec.audio.io import check_writable, read_audio
+
+    if bandwidth is not None and n_q is not None:
+        raise CodecError("Pass either --bandwidth or --n-q, not both.")
+    outputs = _outputs(inputs, output, ".cdc")
+    for dst in outputs:
+        check_writable(dst, force)
+    loaded = _load_model(model, device)
+    codec = loaded.model
+    try:
+        levels = codec.num_codebooks_for_bandwidth(bandwidth) if bandwidth is not None else (n_q or codec.num_codebooks)
+        codec.set_num_codebooks(levels)
+    except ValueError as e:
+        raise CodecError(f"Cannot use that bitrate: {e}; available: {', '.join(f'{b:g}' for b in codec.bandwidths())} kbps.") from None
+
+    def work(src: Path, dst: Path) -> None:
+        header, codes = encode_audio(codec, read_audio(src), levels, loaded.name, loaded.fingerprint, downmix)
+        write_cdc(dst, header, codes, force)
+
+    _run_each(inputs, outputs, work)
+
+
+@app.command()
+@cli_errors
+def decode(
+    inputs: Annotated[list[Path], typer.Argument(help=".cdc files.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output audio file (.wav, .flac, ...), or a folder.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model to decode with (default: the one named in the file).")] = None,
+    force: Force = False,
+    device: Device = "cpu",
+) -> None:
+    """Decode .cdc files back to audio at the original sample rate and length."""
+    from codec.audio.bitstream import read_cdc
+    from codec.audio.compress import decode_audio
+    from codec.audio.io import check_writable, write_audio
+
+    outputs = _outputs(inputs, output, ".wav")
+    for dst in outputs:
+        check_writable(dst, force)
+
+    def work(src: Path, dst: Path) -> None:
+        header, codes = read_cdc(src)
+        try:
+            loaded = _load_model(model or header.model, device)
+        except CodecError as e:
+            raise CodecError(f"Cannot decode {src}: its model {header.model!r} cannot be loaded here "
+                             f"({str(e).rstrip('.')}); pass --model.") from None
+        if loaded.fingerprint != header.model_fingerprint:
+            raise CodecError(f"{src} was made by a different model (fingerprint {header.model_fingerprint}) "
+                             f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
+        write_audio(dst, decode_audio(loaded.model, header, codes).samples, header.original_sample_rate, force)
+
+    _run_each(inputs, outputs, work)
+
+
+@app.command()
+@cli_errors
+def info(path: Annotated[Path, typer.Argument(help="A .cdc file.", show_default=False)]) -> None:
+    """Print a .cdc file's header, duration and bitrate."""
+    from codec.audio.bitstream import header_overhead, read_cdc
+
+    header, _ = read_cdc(path)
+    size = path.stat().st_size
+    rows = [
+        ("file", str(path)),
+        ("model", header.model),
+        ("model fingerprint", header.model_fingerprint),
+        ("duration", f"{header.duration:.3f} s ({header.num_samples} samples at {header.original_sample_rate} Hz)"),
+        ("channels", str(header.channels)),
+        ("model sample rate", f"{header.sample_rate} Hz"),
+        ("frames", f"{header.num_frames} at {header.frame_rate:g} Hz"),
+        ("codebooks", f"{header.num_codebooks} ({', '.join(map(str, header.codebook_sizes))} codes; "
+                      f"{', '.join(map(str, header.codebook_bits))} bits)"),
+        ("nominal bitrate", f"{header.nominal_bitrate / 1000:.3f} kbps per channel"),
+        ("actual bitrate", f"{header.actual_bitrate(size) / 1000:.3f} kbps (file {size} bytes, "
+                           f"header {header_overhead(header)} bytes)"),
+    ]
+    for key, value in rows:
+        stdout.print(f"{key + ':':<19} {value}", markup=False, soft_wrap=True)
+
+
+@app.command()
+@cli_errors
+def models() -> None:
+    """List registered models (bundled and in $CODEC_MODELS_DIR)."""
+    from codec.audio.registry import list_models, user_models_dir
+
+    entries = list_models()
+    if not entries:
+        stdout.print(f"No models registered. Put model folders in {user_models_dir()} "
+                     "(or set CODEC_MODELS_DIR), or pass --model PATH.", markup=False)
+        return
+    rows = [("name", "sample rate", "channels", "frame rate", "kbps", "parameters", "license", "path")]
+    for name, ckpt in entries:
+        config, kbps = ckpt.config, ckpt.config.bandwidths()
+        rows.append((name, f"{config.sample_rate} Hz", str(config.seanet.channels), f"{config.frame_rate:g} Hz",
+                     f"{kbps[0]:g}-{kbps[-1]:g}" if len(kbps) > 1 else f"{kbps[0]:g}",
+                     f"{ckpt.num_parameters / 1e6:.2f} M", str(ckpt.metadata.get("license", "unknown")), str(ckpt.path)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        stdout.print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), markup=False, soft_wrap=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""AudioCodec: SEANet encoder -> quantizer -> SEANet decoder, with one frozen config.
+
+Shapes: audio [B, C, T], latents [B, D, F], codes [B, Q, F], F = ceil(T / hop).
+Any input length works: audio is zero-padded to whole frames and decoded audio is trimmed
+back, so ``model(x).audio`` has exactly the input's length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..quantization import QuantizerConfig, QuantizerOutput, build_quantizer
+from ..tokens import TokenSpec
+from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
+from .streaming import StreamingModule, streaming
+
+
+@dataclass(frozen=True)
+class AudioCodecConfig:
+    sample_rate: int = 16000
+    seanet: SEANetConfig = field(default_factory=SEANetConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    def __post_init__(self) -> None:
+        if self.sample_rate < 1:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+
+    @property
+    def hop_length(self) -> int:
+        return self.seanet.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def token_spec(self) -> TokenSpec:
+        """Tokens with every codebook level in use (the highest bitrate)."""
+        return TokenSpec("audio", self.quantizer.codebook_sizes, self.frame_rate, latent_dim=self.seanet.dimension)
+
+    def bandwidths(self) -> list[float]:
+        """Available bitrates in kbps, one per number of codebooks 1..max."""
+        spec = self.token_spec
+        return [spec.with_num_codebooks(n).kbps for n in range(1, spec.num_codebooks + 1)]
+
+
+@dataclass
+class CodecOutput:
+    audio: torch.Tensor  # [B, C, T] reconstruction, same length as the input
+    quantizer: QuantizerOutput  # codes, quantized latent, losses, codebook usage
+
+
+@dataclass
+class _CodecStreamState:
+    batch_size: int
+    num_samples: int = 0  # audio samples received by encode_step so far
+
+
+class AudioCodec(StreamingModule[_CodecStreamState]):
+    """A neural audio codec; ``num_codebooks`` sets the bitrate of ``encode`` (see token_spec)."""
+
+    def __init__(self, config: AudioCodecConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = SEANetEncoder(config.seanet)
+        self.decoder = SEANetDecoder(config.seanet)
+        self.quantizer = build_quantizer(config.seanet.dimension, config.quantizer)
+        self.num_codebooks = self.quantizer.num_codebooks
+
+    # --- bitrate -------------------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.config.seanet.channels
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def max_num_codebooks(self) -> int:
+        return self.quantizer.num_codebooks
+
+    @property
+    def token_spec(self) -> TokenSpec:
+        """Tokens produced by ``encode`` at the current ``num_codebooks``."""
+        return self.config.token_spec.with_num_codebooks(self.num_codebooks)
+
+    def set_num_codebooks(self, n: int) -> None:
+        if not 1 <= n <= self.max_num_codebooks:
+            raise ValueError(f"this model has 1 to {self.max_num_codebooks} codebooks, not {n}")
+        self.num_codebooks = n
+
+    def bandwidths(self) -> list[float]:
+        """Available bitrates in kbps, one per number of codebooks 1..max."""
+        return self.config.bandwidths()
+
+    def num_codebooks_for_bandwidth(self, kbps: float) -> int:
+        """The most codebooks whose bitrate does not exceed ``kbps``."""
+        fitting = [n for n, bw in enumerate(self.bandwidths(), start=1) if bw <= kbps * (1 + 1e-6)]
+        if not fitting:
+            raise ValueError(f"{kbps:g} kbps is below this model's lowest bitrate, {self.bandwidths()[0]:g} kbps")
+        return fitting[-1]
+
+    # --- offline -------------------------------------------------------------------------
+    def _pad_to_frames(self, x: torch.Tensor) -> torch.Tensor:
+        frames = max(1, -(-x.shape[-1] // self.hop_length))
+        return nn.functional.pad(x, (0, frames * self.hop_length - x.shape[-1]))
+
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, T] -> continuous latent [B, D, ceil(T / hop)] (before quantization)."""
+        return self.encoder(self._pad_to_frames(x))
+
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """[B, D, F] -> audio [B, C, F * hop]."""
+        return self.decoder(z)
+
+    def encode(self, x: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """[B, C, T] -> codes [B, Q, ceil(T / hop)], Q = n_q or num_codebooks."""
+        return self.quantizer.encode(self.encode_latent(x), n_q or self.num_codebooks)
+
+    def decode(self, codes: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """codes [B, Q, F] (any Q <= max) -> audio [B, C, length or F * hop]."""
+        audio = self.decode_latent(self.quantizer.decode(codes))
+        return audio if length is None else audio[..., :length]
+
+    def forward(self, x: torch.Tensor, n_q: int | None = None) -> CodecOutput:
+        """Reconstruct [B, C, T]; in training the quantizer may drop levels per item."""
+        q = self.quantizer(self.encode_latent(x), n_q)
+        return CodecOutput(audio=self.decode_latent(q.quantized)[..., : x.shape[-1]], quantizer=q)
+
+    # --- streaming -----------------------------------------------------------------------
+    def streaming(self, batch_size: int = 1):
+        """Context manager: ``with codec.streaming(B): codec.encode_step(chunk) ...``."""
+        return streaming(self, batch_size)
+
+    def init_streaming_state(self, batch_size: int) -> _CodecStreamState:
+        return _CodecStreamState(batch_size)
+
+    def _stream_state(self) -> _CodecStreamState:
+        if self.streaming_state is None:
+            raise RuntimeError("call encode_step/decode_step inside `with codec.streaming(batch_size):`")
+        return self.streaming_state
+
+    def encode_step(self, chunk: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """Audio chunk [B, C, n] -> the codes [B, Q, f] of every frame completed so far."""
+        self._stream_state().num_samples += chunk.shape[-1]
+        latent = self.encoder(chunk)
+        if latent.shape[-1] == 0:  # no frame completed by this chunk
+            return torch.zeros(chunk.shape[0], n_q or self.num_codebooks, 0, dtype=torch.long, device=chunk.device)
+        return self.quantizer.encode(latent, n_q or self.num_codebooks)
+
+    def encode_flush(self, n_q: int | None = None) -> torch.Tensor:
+        """Codes of the last, partial frame, zero-padded as offline encode does: [B, Q, 0 or 1]."""
+        state = self._stream_state()
+        missing = -state.num_samples % self.hop_length
+        if state.num_samples == 0:
+            missing = self.hop_length  # offline encode gives one frame even for an empty input
+        device, dtype = self._device_dtype()
+        if missing == 0:
+            return torch.zeros(state.batch_size, n_q or self.num_codebooks, 0, dtype=torch.long, device=device)
+        return self.encode_step(torch.zeros(state.batch_size, self.channels, missing, device=device, dtype=dtype), n_q)
+
+    def decode_step(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [B, Q, f] -> audio [B, C, f * hop] continuing the stream."""
+        self._stream_state()
+        return self.decoder(self.quantizer.decode(codes))

@@ -1,0 +1,68 @@
+"""Named models: folders bundled with the package and folders in the user's model directory.
+
+A model name is the name of a checkpoint folder (config.json + model.safetensors) in
+``codec/audio/pretrained/`` (shipped) or in ``$CODEC_MODELS_DIR`` (default
+``~/.cache/codec/models``). Anything that is an existing path is loaded as a path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import CodecError
+from .checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_info
+from .model import AudioCodec
+
+BUNDLED_DIR = Path(__file__).parent / "pretrained"
+DEFAULT_MODEL: str | None = None  # the shipped default, once one is trained
+
+
+def user_models_dir() -> Path:
+    return Path(os.environ.get("CODEC_MODELS_DIR", Path.home() / ".cache" / "codec" / "models"))
+
+
+def _model_folders() -> dict[str, Path]:
+    """name -> folder; a user folder of the same name overrides a bundled one."""
+    found: dict[str, Path] = {}
+    for root in (BUNDLED_DIR, user_models_dir()):
+        if root.is_dir():
+            for folder in sorted(root.iterdir()):
+                if (folder / "config.json").is_file():
+                    found[folder.name] = folder
+    return found
+
+
+def list_models() -> list[tuple[str, CheckpointInfo]]:
+    """(name, info) for every readable registered model, sorted by name."""
+    models = []
+    for name, folder in sorted(_model_folders().items()):
+        try:
+            models.append((name, read_checkpoint_info(folder)))
+        except CodecError:
+            continue  # an unreadable folder is not a model; loading it by path explains why
+    return models
+
+
+def resolve_model(name_or_path: str | Path | None) -> Path:
+    """The checkpoint folder for a registered name, a path, or (None) the default model."""
+    if name_or_path is None:
+        if DEFAULT_MODEL is None:
+            raise CodecError("No default model is installed yet; pass --model with a model folder or name "
+                             "(see `codec models`).")
+        name_or_path = DEFAULT_MODEL
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    folders = _model_folders()
+    if str(name_or_path) in folders:
+        return folders[str(name_or_path)]
+    known = ", ".join(folders) or "none registered"
+    raise CodecError(f"No model folder or registered model named {str(name_or_path)!r} (registered: {known}).")
+
+
+def from_pretrained(name_or_path: str | Path | None = None, device: str | torch.device = "cpu") -> AudioCodec:
+    """Load a model by registry name or folder path (None: the default model), in eval mode."""
+    return load_checkpoint(resolve_model(name_or_path), device)

@@ -1,0 +1,136 @@
+"""SEANet encoder and decoder (SoundStream / EnCodec convolutional backbone).
+
+Encoder: conv -> [residual blocks -> strided conv (x2 channels)] per ratio -> LSTM -> conv.
+    [B, channels, T] -> [B, dimension, T / hop],  hop = prod(ratios)
+Decoder: the mirror image with transposed convs.
+    [B, dimension, F] -> [B, channels, F * hop]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .conv import Norm, PadMode, StreamableConv1d, StreamableConvTranspose1d, StreamableLSTM
+
+
+@dataclass(frozen=True)
+class SEANetConfig:
+    channels: int = 1  # audio channels
+    dimension: int = 128  # latent channels
+    n_filters: int = 32  # channels after the first conv, doubled at each downsampling
+    ratios: tuple[int, ...] = (8, 5, 4, 2)  # decoder upsampling order; the encoder uses it reversed
+    n_residual_layers: int = 1  # residual blocks per resolution, dilations dilation_base**j
+    kernel_size: int = 7
+    last_kernel_size: int = 7
+    residual_kernel_size: int = 3
+    dilation_base: int = 2
+    compress: int = 2  # residual blocks' hidden channels = dim // compress
+    true_skip: bool = True  # identity shortcut (else a 1x1 conv)
+    lstm_layers: int = 2  # 0 disables the LSTM
+    activation: Literal["elu", "snake"] = "elu"
+    norm: Norm = "weight_norm"
+    causal: bool = True
+    pad_mode: PadMode = "constant"
+
+    def __post_init__(self) -> None:
+        positive = ("channels", "dimension", "n_filters", "kernel_size", "last_kernel_size",
+                    "residual_kernel_size", "dilation_base", "compress")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.ratios or any(r < 1 for r in self.ratios):
+            raise ValueError(f"ratios must be positive integers, got {self.ratios}")
+        if self.n_residual_layers < 0 or self.lstm_layers < 0:
+            raise ValueError("n_residual_layers and lstm_layers cannot be negative")
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.ratios)
+
+
+class Snake(nn.Module):
+    """Snake activation x + sin^2(a x) / a with a learned per-channel a (DAC)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.sin(self.alpha * x).pow(2) / (self.alpha + 1e-9)
+
+
+def _activation(config: SEANetConfig, channels: int) -> nn.Module:
+    return Snake(channels) if config.activation == "snake" else nn.ELU()
+
+
+def _conv(config: SEANetConfig, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> StreamableConv1d:
+    return StreamableConv1d(c_in, c_out, kernel, stride, dilation, config.causal, config.norm, config.pad_mode)
+
+
+class ResidualBlock(nn.Module):
+    """act -> dilated conv (dim -> dim/compress) -> act -> 1x1 conv (-> dim), plus a shortcut."""
+
+    def __init__(self, config: SEANetConfig, dim: int, dilation: int) -> None:
+        super().__init__()
+        hidden = max(1, dim // config.compress)
+        self.block = nn.Sequential(
+            _activation(config, dim),
+            _conv(config, dim, hidden, config.residual_kernel_size, dilation=dilation),
+            _activation(config, hidden),
+            _conv(config, hidden, dim, 1),
+        )
+        self.shortcut = nn.Identity() if config.true_skip else _conv(config, dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.block(x)
+
+
+def _residual_stack(config: SEANetConfig, dim: int) -> list[nn.Module]:
+    return [ResidualBlock(config, dim, config.dilation_base**j) for j in range(config.n_residual_layers)]
+
+
+class SEANetEncoder(nn.Module):
+    """[B, channels, T] -> [B, dimension, T / hop] (T a multiple of hop)."""
+
+    def __init__(self, config: SEANetConfig) -> None:
+        super().__init__()
+        nf = config.n_filters
+        layers: list[nn.Module] = [_conv(config, config.channels, nf, config.kernel_size)]
+        mult = 1
+        for ratio in reversed(config.ratios):
+            layers += _residual_stack(config, mult * nf)
+            layers += [_activation(config, mult * nf), _conv(config, mult * nf, 2 * mult * nf, 2 * ratio, ratio)]
+            mult *= 2
+        if config.lstm_layers:
+            layers.append(StreamableLSTM(mult * nf, config.lstm_layers))
+        layers += [_activation(config, mult * nf), _conv(config, mult * nf, config.dimension, config.last_kernel_size)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class SEANetDecoder(nn.Module):
+    """[B, dimension, F] -> [B, channels, F * hop]."""
+
+    def __init__(self, config: SEANetConfig) -> None:
+        super().__init__()
+        nf, mult = config.n_filters, 2 ** len(config.ratios)
+        layers: list[nn.Module] = [_conv(config, config.dimension, mult * nf, config.kernel_size)]
+        if config.lstm_layers:
+            layers.append(StreamableLSTM(mult * nf, config.lstm_layers))
+        for ratio in config.ratios:
+            up = StreamableConvTranspose1d(mult * nf, mult * nf // 2, 2 * ratio, ratio, config.causal, config.norm)
+            layers += [_activation(config, mult * nf), up]
+            layers += _residual_stack(config, mult * nf // 2)
+            mult //= 2
+        layers += [_activation(config, nf), _conv(config, nf, config.channels, config.last_kernel_size)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z)

@@ -1,0 +1,70 @@
+"""QuantizerConfig: the frozen description of a quantizer, and the one factory that builds it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from .fsq import FiniteScalarQuantizer
+from .rvq import ResidualVectorQuantizer
+
+QuantizerKind = Literal["ema", "factorized", "fsq"]
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    """Which quantizer to build and how it learns.
+
+    kind "ema":        residual VQ, euclidean codebooks of dimension D learned by k-means + EMA (EnCodec)
+    kind "factorized": residual VQ, l2-normalised codebooks of `codebook_dim` learned by gradient (DAC)
+    kind "fsq":        one level of finite scalar quantization over `fsq_levels` (num_codebooks ignored)
+    """
+
+    kind: QuantizerKind = "ema"
+    num_codebooks: int = 8  # residual levels (ema, factorized)
+    codebook_size: int = 1024  # codes per level (ema, factorized)
+    codebook_dim: int = 8  # low-dimensional code space (factorized only)
+    ema_decay: float = 0.99  # ema
+    kmeans_iters: int = 50  # ema: Lloyd iterations of the k-means initialisation
+    dead_code_threshold: float = 2.0  # ema: restart codes whose EMA cluster size falls below this
+    commitment_weight: float = 1.0
+    codebook_weight: float = 1.0  # factorized (DAC: 1.0 codebook, 0.25 commitment)
+    quantizer_dropout: float = 0.0  # training: probability per item of using 1..n_q levels at random
+    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # fsq: levels per scalar, codebook = prod(levels)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))  # lists from JSON configs
+        kinds = get_args(QuantizerKind)
+        checks = [
+            (self.kind in kinds, f"unknown quantizer kind {self.kind!r}; expected one of {kinds}"),
+            (self.num_codebooks >= 1, f"num_codebooks must be >= 1, got {self.num_codebooks}"),
+            (self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}"),
+            (self.codebook_dim >= 1, f"codebook_dim must be >= 1, got {self.codebook_dim}"),
+            (0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}"),
+            (self.kmeans_iters >= 0, f"kmeans_iters must be >= 0, got {self.kmeans_iters}"),
+            (self.dead_code_threshold >= 0, f"dead_code_threshold must be >= 0, got {self.dead_code_threshold}"),
+            (self.commitment_weight >= 0, f"commitment_weight must be >= 0, got {self.commitment_weight}"),
+            (self.codebook_weight >= 0, f"codebook_weight must be >= 0, got {self.codebook_weight}"),
+            (0.0 <= self.quantizer_dropout <= 1.0,
+             f"quantizer_dropout must be a probability in [0, 1], got {self.quantizer_dropout}"),
+            (len(self.fsq_levels) >= 1 and all(isinstance(n, int) and n >= 2 for n in self.fsq_levels),
+             f"fsq_levels must be one or more integers >= 2, got {self.fsq_levels}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        """Number of codes of each level: (K,) * num_codebooks, or (prod(fsq_levels),) for fsq."""
+        if self.kind == "fsq":
+            return (math.prod(self.fsq_levels),)
+        return (self.codebook_size,) * self.num_codebooks
+
+
+def build_quantizer(dim: int, config: QuantizerConfig) -> ResidualVectorQuantizer | FiniteScalarQuantizer:
+    """The quantizer for a latent of `dim` channels ([B, dim, T] in and out)."""
+    if config.kind == "fsq":
+        return FiniteScalarQuantizer(dim, config)
+    return ResidualVectorQuantizer(dim, config)

@@ -1,0 +1,99 @@
+"""Residual vector quantization: each level quantizes what the previous levels left over.
+
+Decoding any prefix of the levels gives a coarser reconstruction, so one model serves several
+bitrates. Quantizer dropout (SoundStream, DAC) trains for that: in training, each item with
+probability p keeps only a random number of levels in 1..n_q.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from .factorized import FactorizedVectorQuantizer
+from .metrics import codebook_metrics
+from .result import QuantizerOutput
+from .vq import VectorQuantizer
+
+if TYPE_CHECKING:
+    from .config import QuantizerConfig
+
+Level = VectorQuantizer | FactorizedVectorQuantizer
+
+
+class ResidualVectorQuantizer(nn.Module):
+    """config.num_codebooks levels of EMA ("ema") or factorized ("factorized") VQ over [B, D, T]."""
+
+    def __init__(self, dim: int, config: QuantizerConfig) -> None:
+        super().__init__()
+        if config.kind not in ("ema", "factorized"):
+            raise ValueError(f"residual VQ needs kind 'ema' or 'factorized', got {config.kind!r}")
+        level = VectorQuantizer if config.kind == "ema" else FactorizedVectorQuantizer
+        self.levels = nn.ModuleList(level(dim, config) for _ in range(config.num_codebooks))
+        self.quantizer_dropout = config.quantizer_dropout
+
+    @property
+    def num_codebooks(self) -> int:
+        return len(self.levels)
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return tuple(level.codebook_size for level in self.levels)
+
+    def forward(self, x: Tensor, n_q: int | None = None) -> QuantizerOutput:
+        """Quantize x [B, D, T] with the first n_q levels (default: all).
+
+        Losses are summed over levels, each averaged over the items for which the level is
+        active; codes [B, n_q, T] are returned for every level, active or dropped.
+        """
+        n_q = self._check_n_q(n_q)
+        active_levels = self._active_levels(x.shape[0], n_q, x.device)  # [B]
+        quantized = torch.zeros_like(x)
+        residual = x
+        codes, commitment, codebook_loss = [], x.new_zeros(()), x.new_zeros(())
+        for i, level in enumerate(self.levels[:n_q]):
+            out = level(residual)
+            active = (active_levels > i).to(x.dtype)  # [B]
+            quantized = quantized + out.quantized * active[:, None, None]
+            residual = residual - out.quantized
+            codes.append(out.codes)
+            commitment = commitment + _masked_mean(out.commitment_loss, active)
+            codebook_loss = codebook_loss + _masked_mean(out.codebook_loss, active)
+        codes_t = torch.stack(codes, 1)  # [B, n_q, T]
+        usage, perplexity = codebook_metrics(codes_t, max(self.codebook_sizes))
+        return QuantizerOutput(quantized, codes_t, commitment, codebook_loss, usage, perplexity)
+
+    def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
+        """x [B, D, T] -> codes [B, n_q, T]; never changes the codebooks."""
+        residual, codes = x, []
+        for level in self.levels[: self._check_n_q(n_q)]:
+            codes.append(level.encode(residual))
+            residual = residual - level.decode(codes[-1])
+        return torch.stack(codes, 1)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes [B, Q, T] with Q <= num_codebooks -> [B, D, T] (sum of the first Q levels)."""
+        self._check_n_q(codes.shape[1])
+        return torch.stack([level.decode(c) for level, c in zip(self.levels, codes.unbind(1))]).sum(0)
+
+    def _check_n_q(self, n_q: int | None) -> int:
+        if n_q is None:
+            return self.num_codebooks
+        if not 1 <= n_q <= self.num_codebooks:
+            raise ValueError(f"n_q must be between 1 and {self.num_codebooks}, got {n_q}")
+        return n_q
+
+    def _active_levels(self, batch: int, n_q: int, device: torch.device) -> Tensor:
+        """Levels each item uses [B]: n_q, or with quantizer dropout (training) 1..n_q at random."""
+        full = torch.full((batch,), n_q, device=device)
+        if not self.training or self.quantizer_dropout == 0:
+            return full
+        dropped = torch.rand(batch, device=device) < self.quantizer_dropout
+        return torch.where(dropped, torch.randint(1, n_q + 1, (batch,), device=device), full)
+
+
+def _masked_mean(loss: Tensor, mask: Tensor) -> Tensor:
+    """Mean of per-item loss [B] over items with mask [B] == 1 (0 when none)."""
+    return (loss * mask).sum() / mask.sum().clamp_min(1)

@@ -1,0 +1,149 @@
+"""Vector quantization with an EMA-learned euclidean codebook (EnCodec / SoundStream style).
+
+The codebook is not trained by gradients. On the first training batch it is initialised by
+k-means; afterwards, in training mode only, each batch moves it by an exponential moving
+average of the vectors assigned to each code, and codes that fall out of use are restarted
+on random vectors of the batch. Evaluation mode never changes it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .kmeans import kmeans, squared_distances
+from .level import LevelOutput, mse_per_item
+
+if TYPE_CHECKING:
+    from .config import QuantizerConfig
+
+_LAPLACE_EPS = 1e-5
+
+
+class EMACodebook(nn.Module):
+    """K code vectors in R^d with EMA statistics.
+
+    Buffers: embedding [K, d], cluster_size [K] (EMA of per-code counts), embedding_sum [K, d]
+    (EMA of per-code sums), initialized (bool scalar: k-means has run).
+    """
+
+    embedding: Tensor
+    cluster_size: Tensor
+    embedding_sum: Tensor
+    initialized: Tensor
+
+    def __init__(self, dim: int, config: QuantizerConfig) -> None:
+        super().__init__()
+        self.decay = config.ema_decay
+        self.kmeans_iters = config.kmeans_iters
+        self.dead_code_threshold = config.dead_code_threshold
+        embedding = torch.randn(config.codebook_size, dim)
+        self.register_buffer("embedding", embedding)
+        self.register_buffer("cluster_size", torch.zeros(config.codebook_size))
+        self.register_buffer("embedding_sum", embedding.clone())
+        self.register_buffer("initialized", torch.tensor(False))
+
+    @property
+    def size(self) -> int:
+        return self.embedding.shape[0]
+
+    def nearest(self, x: Tensor) -> Tensor:
+        """Index of the nearest code (squared euclidean distance): x [N, d] -> [N] int64."""
+        return squared_distances(x, self.embedding).argmin(1)
+
+    def lookup(self, codes: Tensor) -> Tensor:
+        """Code vectors: codes [...] -> [..., d]."""
+        return F.embedding(codes, self.embedding)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Codes [N] and their vectors [N, d] for x [N, d].
+
+        In training mode the codebook then learns from x (k-means on the first batch, dead-code
+        restarts, EMA update); the returned vectors are those of the codebook before the update.
+        """
+        if not self.training:
+            codes = self.nearest(x)
+            return codes, self.lookup(codes)
+        x = x.detach().to(self.embedding.dtype)
+        with torch.no_grad():
+            if not self.initialized:
+                self.initialize(x)
+            self.restart_dead_codes(x)
+            codes = self.nearest(x)
+            vectors = self.lookup(codes)
+            self.update_statistics(x, codes)
+        return codes, vectors
+
+    def initialize(self, x: Tensor) -> None:
+        """Set the codebook to k-means centers of x [N, d], the EMA statistics to its clusters."""
+        centers, counts = kmeans(x, self.size, self.kmeans_iters)
+        self.embedding.copy_(centers)
+        self.cluster_size.copy_(counts)
+        self.embedding_sum.copy_(centers * counts[:, None])
+        self.initialized.fill_(True)
+
+    def restart_dead_codes(self, x: Tensor) -> None:
+        """Move codes whose EMA cluster size is below the threshold onto random rows of x [N, d]."""
+        dead = self.cluster_size < self.dead_code_threshold  # [K]
+        samples = x[torch.randint(len(x), (self.size,), device=x.device)]  # [K, d]
+        self.embedding.copy_(torch.where(dead[:, None], samples, self.embedding))
+        restarted_size = torch.full_like(self.cluster_size, self.dead_code_threshold)
+        self.cluster_size.copy_(torch.where(dead, restarted_size, self.cluster_size))
+        restarted_sum = samples * self.dead_code_threshold
+        self.embedding_sum.copy_(torch.where(dead[:, None], restarted_sum, self.embedding_sum))
+
+    def update_statistics(self, x: Tensor, codes: Tensor) -> None:
+        """EMA update from x [N, d] assigned to codes [N], then embedding = sum / smoothed size.
+
+        Under data parallelism, the batch `counts` and `sums` are what to all-reduce.
+        """
+        counts = torch.bincount(codes, minlength=self.size).to(x.dtype)  # [K]
+        sums = torch.zeros_like(self.embedding).index_add_(0, codes, x)  # [K, d]
+        self.cluster_size.lerp_(counts, 1 - self.decay)
+        self.embedding_sum.lerp_(sums, 1 - self.decay)
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + _LAPLACE_EPS) / (total + self.size * _LAPLACE_EPS) * total
+        self.embedding.copy_(self.embedding_sum / smoothed[:, None])
+
+
+class VectorQuantizer(nn.Module):
+    """One VQ level over [B, D, T] latents with an EMA codebook and a straight-through estimator.
+
+    codebook_dim: the code space; None (the default, used by the RVQ) means D, without the
+    linear projections in and out that a smaller code space adds.
+    """
+
+    def __init__(self, dim: int, config: QuantizerConfig, codebook_dim: int | None = None) -> None:
+        super().__init__()
+        codebook_dim = codebook_dim or dim
+        projected = codebook_dim != dim
+        self.project_in = nn.Linear(dim, codebook_dim) if projected else nn.Identity()
+        self.project_out = nn.Linear(codebook_dim, dim) if projected else nn.Identity()
+        self.codebook = EMACodebook(codebook_dim, config)
+        self.commitment_weight = config.commitment_weight
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebook.size
+
+    def encode(self, x: Tensor) -> Tensor:
+        """x [B, D, T] -> codes [B, T]; never changes the codebook."""
+        z = self.project_in(x.transpose(1, 2))  # [B, T, d]
+        return self.codebook.nearest(z.flatten(0, 1)).view(z.shape[:2])
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes [B, T] -> [B, D, T]."""
+        return self.project_out(self.codebook.lookup(codes)).transpose(1, 2)
+
+    def forward(self, x: Tensor) -> LevelOutput:
+        """Quantize x [B, D, T]; the commitment loss is mse(z, code vector) in code space."""
+        z = self.project_in(x.transpose(1, 2))  # [B, T, d]
+        codes, vectors = self.codebook(z.flatten(0, 1))
+        codes, vectors = codes.view(z.shape[:2]), vectors.view(z.shape)
+        commitment = mse_per_item(z, vectors) * self.commitment_weight  # vectors carry no gradient
+        z_q = z + (vectors - z).detach()  # straight-through
+        quantized = self.project_out(z_q).transpose(1, 2)
+        return LevelOutput(quantized, codes, commitment, torch.zeros_like(commitment))

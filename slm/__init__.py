@@ -1,0 +1,1 @@
+"""Language models over codec tokens (discrete multi-codebook and continuous latents)."""
