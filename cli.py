@@ -224,6 +224,36 @@ def models() -> None:
         stdout.print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), markup=False, soft_wrap=True)
 
 
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+def _recipe_list() -> str:
+    recipes = sorted(RECIPES_DIR.glob("*/*.yaml")) if RECIPES_DIR.is_dir() else []
+    return "\n\n".join(f"recipes/{p.parent.name}/{p.name}" for p in recipes) or "(none found)"
+
+
+@app.command(help=f"""Train a codec from a recipe (YAML), on CPU, a GPU or many (torchrun).
+
+A run folder (default runs/<recipe folder>-<recipe name>) receives the resolved config,
+TensorBoard logs, checkpoints and the best model (run folder/best). Ctrl-C saves a
+checkpoint; --resume continues from the last one.
+
+Recipes:\n\n{_recipe_list()}""")
+@cli_errors
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/librispeech/codec16k.yaml.", show_default=False)],
+    data_dir: Annotated[Optional[Path], typer.Option(help="Corpus root folder (overrides data.data_dir).")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the run folder from its last checkpoint.")] = False,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<folder>-<name>).")] = None,
+) -> None:
+    from codec.train import run_training
+
+    results = run_training(recipe, run_dir, overrides or [], str(data_dir) if data_dir else None, resume)
+    if results:
+        stdout.print("final validation: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()), markup=False)
+
+
 def main() -> None:
     app()
 

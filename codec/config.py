@@ -37,11 +37,29 @@ def config_from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     unknown = sorted(set(data) - fields)
     if unknown:
         raise ValueError(f"unknown key {where}.{unknown[0]} (known: {', '.join(sorted(fields))})")
-    kwargs = {name: _convert(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls)
+                if f.default_factory is not dataclasses.MISSING}
+    kwargs = {}
+    for name, value in data.items():
+        default = defaults.get(name)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = _merge(config_to_dict(default), value)  # a partial section keeps the field's defaults
+        kwargs[name] = _convert(hints[name], value, f"{where}.{name}")
+    required = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs
+                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if required:
+        raise ValueError(f"{where}.{required[0]} is required")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ValueError(f"invalid {where}: {e}") from None
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _merge(base[key], value) if isinstance(base.get(key), dict) and isinstance(value, dict) else value
+    return merged
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -79,6 +97,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where} must be a number, got {value!r}")
         return float(value)

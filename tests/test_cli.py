@@ -98,7 +98,7 @@ def test_bandwidth_and_n_q_select_codebooks(tmp_path, tiny_model_dir, speech):
     info = run("info", tmp_path / "3.cdc")
     assert info.exit_code == 0
     assert "nominal bitrate:    18.000 kbps per channel" in info.stdout
-    assert f"model fingerprint:  " in info.stdout and "1 at 1000 Hz" not in info.stdout
+    assert "model fingerprint:  " in info.stdout and "1 at 1000 Hz" not in info.stdout
     assert_clean_failure(run("encode", src, "-o", tmp_path / "x.cdc", "--model", tiny_model_dir, "--bandwidth", "1"),
                          tmp_path / "x.cdc")
     assert_clean_failure(run("encode", src, "-o", tmp_path / "y.cdc", "--model", tiny_model_dir, "--n-q", "9"),

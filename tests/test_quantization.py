@@ -88,6 +88,8 @@ def test_decode_of_codes_equals_quantized_output(kind: str) -> None:
     torch.testing.assert_close(quantizer.decode(out.codes), out.quantized, atol=1e-5, rtol=0)
     assert out.codes.dtype == torch.int64 and torch.equal(quantizer.encode(x), out.codes)
     assert out.usage.shape == out.perplexity.shape == (out.codes.shape[1],)
+    if kind != "fsq":  # the first level alone, the target of semantic distillation
+        torch.testing.assert_close(quantizer.decode(out.codes[:, :1]), out.first_level, atol=1e-5, rtol=0)
 
 
 def test_eval_forward_is_deterministic_and_leaves_buffers_alone() -> None:

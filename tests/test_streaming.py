@@ -99,7 +99,7 @@ def test_codec_streams_like_offline(speech, activation, kind):
         for seed in range(4):
             rng = random.Random(seed)
             with codec.streaming(1):
-                codes, start, latents = [], 0, []
+                codes, start = [], 0
                 for n in random_chunks(x.shape[-1], rng, 300):
                     codes.append(codec.encode_step(x[..., start : start + n]))
                     start += n

@@ -17,6 +17,8 @@ class QuantizerOutput:
     codebook_loss:    scalar, pulls codebooks towards encoder outputs (zero for EMA codebooks)
     usage:            [Q] fraction of each level's codebook used in this batch
     perplexity:       [Q] exp(entropy) of each level's code histogram in this batch
+    first_level:      [B, D, T] the first level's quantized output (straight-through), the
+                      target of semantic distillation; None for single-level quantizers (FSQ)
     """
 
     quantized: torch.Tensor
@@ -25,3 +27,4 @@ class QuantizerOutput:
     codebook_loss: torch.Tensor
     usage: torch.Tensor
     perplexity: torch.Tensor
+    first_level: torch.Tensor | None = None

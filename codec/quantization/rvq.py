@@ -59,11 +59,13 @@ class ResidualVectorQuantizer(nn.Module):
             quantized = quantized + out.quantized * active[:, None, None]
             residual = residual - out.quantized
             codes.append(out.codes)
+            if i == 0:
+                first_level = out.quantized
             commitment = commitment + _masked_mean(out.commitment_loss, active)
             codebook_loss = codebook_loss + _masked_mean(out.codebook_loss, active)
         codes_t = torch.stack(codes, 1)  # [B, n_q, T]
         usage, perplexity = codebook_metrics(codes_t, max(self.codebook_sizes))
-        return QuantizerOutput(quantized, codes_t, commitment, codebook_loss, usage, perplexity)
+        return QuantizerOutput(quantized, codes_t, commitment, codebook_loss, usage, perplexity, first_level)
 
     def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
         """x [B, D, T] -> codes [B, n_q, T]; never changes the codebooks."""

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..distributed import all_gather_cat, all_reduce_sum_
 from .kmeans import kmeans, squared_distances
 from .level import LevelOutput, mse_per_item
 
@@ -69,9 +70,10 @@ class EMACodebook(nn.Module):
             return codes, self.lookup(codes)
         x = x.detach().to(self.embedding.dtype)
         with torch.no_grad():
+            x_all = all_gather_cat(x)  # every rank learns from the whole data-parallel batch
             if not self.initialized:
-                self.initialize(x)
-            self.restart_dead_codes(x)
+                self.initialize(x_all)
+            self.restart_dead_codes(x_all)
             codes = self.nearest(x)
             vectors = self.lookup(codes)
             self.update_statistics(x, codes)
@@ -98,10 +100,10 @@ class EMACodebook(nn.Module):
     def update_statistics(self, x: Tensor, codes: Tensor) -> None:
         """EMA update from x [N, d] assigned to codes [N], then embedding = sum / smoothed size.
 
-        Under data parallelism, the batch `counts` and `sums` are what to all-reduce.
+        Under data parallelism the batch counts and sums are summed over ranks.
         """
-        counts = torch.bincount(codes, minlength=self.size).to(x.dtype)  # [K]
-        sums = torch.zeros_like(self.embedding).index_add_(0, codes, x)  # [K, d]
+        counts = all_reduce_sum_(torch.bincount(codes, minlength=self.size).to(x.dtype))  # [K]
+        sums = all_reduce_sum_(torch.zeros_like(self.embedding).index_add_(0, codes, x))  # [K, d]
         self.cluster_size.lerp_(counts, 1 - self.decay)
         self.embedding_sum.lerp_(sums, 1 - self.decay)
         total = self.cluster_size.sum()

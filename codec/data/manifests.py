@@ -1,0 +1,131 @@
+"""prepare_manifests: a corpus folder -> cached training and validation cut sets.
+
+The cuts are written to ``out_dir/{train,valid}_cuts.jsonl.gz`` together with
+``out_dir/cuts_key.json``, a hash of everything that decides which clips are selected
+(corpus, resolved data folder, subsets, language, valid_clips, min_seconds). A later call
+with the same key loads the files instead of scanning the corpus again (so files added to
+the corpus later are only seen after deleting the manifests); any other key prepares them anew. Files are replaced atomically, so a crash never leaves a half-written
+manifest. In distributed training, prepare on one rank first; the result is deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from lhotse import CutSet
+
+from codec.errors import CodecError
+
+from .clips import LAYOUTS, CorpusClips
+from .config import DataConfig
+from .corpus_readers import read_commonvoice, read_libritts, read_mls, read_vctk
+from .folder_readers import read_devspeech, read_folder
+from .lhotse_corpora import read_librispeech, read_ljspeech
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when the cuts prepared from the same inputs change
+
+READERS: dict[str, Callable[[Path, DataConfig], CorpusClips]] = {
+    "librispeech": read_librispeech, "libritts": read_libritts, "vctk": read_vctk, "ljspeech": read_ljspeech,
+    "commonvoice": read_commonvoice, "mls": read_mls, "folder": read_folder, "devspeech": read_devspeech,
+}
+
+
+def prepare_manifests(config: DataConfig, out_dir: Path) -> tuple[CutSet, CutSet]:
+    """(train, valid) cuts of ``config.corpus`` read from ``config.data_dir``, cached in ``out_dir``.
+
+    Validation takes ``valid_clips`` clips from the corpus' own dev split where it has one
+    (LibriSpeech/LibriTTS dev-clean, Common Voice dev.tsv, MLS dev), else holds them out of
+    the training clips; the choice hashes recording ids, so it is deterministic and stable.
+    Train and valid never share a recording. Cuts are sorted by id.
+    """
+    root = data_root(config)
+    out_dir = Path(out_dir)
+    paths = {name: out_dir / f"{name}_cuts.jsonl.gz" for name in ("train", "valid")}
+    key_file = out_dir / "cuts_key.json"
+    key = _cache_key(config, root)
+    if key_file.is_file() and all(p.is_file() for p in paths.values()):
+        try:
+            if json.loads(key_file.read_text())["key"] == key:
+                return _read(paths["train"]), _read(paths["valid"])
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            log.warning("cached manifests in %s are unusable (%s); preparing them again", out_dir, e)
+    train, valid = split_clips(READERS[config.corpus](root, config), config, root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key_file.unlink(missing_ok=True)
+    _write_atomic(train, paths["train"])
+    _write_atomic(valid, paths["valid"])
+    _write_text_atomic(key_file, json.dumps({"key": key, "corpus": config.corpus, "data_dir": str(root)}) + "\n")
+    log.info("prepared %d training and %d validation clips from %s", len(train), len(valid), root)
+    return train, valid
+
+
+def data_root(config: DataConfig) -> Path:
+    """``config.data_dir`` as an absolute path; a CodecError if it is unset or not a folder."""
+    name, layout = LAYOUTS[config.corpus]
+    if not config.data_dir:
+        raise CodecError(f"No data folder was given for {name}; pass --data-dir (expected {layout}).")
+    root = Path(config.data_dir).expanduser().resolve()
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise CodecError(f"Data folder '{root}' {what} (expected {name}: {layout}).")
+    return root
+
+
+def split_clips(clips: CorpusClips, config: DataConfig, root: Path) -> tuple[CutSet, CutSet]:
+    """(train, valid): drop clips under ``min_seconds``, pick ``valid_clips`` for validation."""
+    name, layout = LAYOUTS[config.corpus]
+
+    def long_enough(cuts: CutSet) -> list:
+        return [c for c in cuts if c.duration >= config.min_seconds]
+
+    train = long_enough(clips.train)
+    dev = long_enough(clips.dev) if clips.dev is not None else []
+    if not train:
+        shorter = f" of at least {config.min_seconds} s" if config.min_seconds > 0 else ""
+        raise CodecError(f"No audio clips{shorter} were found for {name} in '{root}' (expected {layout}).")
+    pool = dev or train
+    if not dev and len(train) <= config.valid_clips:
+        raise CodecError(f"{name} in '{root}' has only {len(train)} clips, too few to hold out "
+                         f"{config.valid_clips} for validation; lower data.valid_clips or add clips.")
+    chosen = sorted(pool, key=lambda c: hashlib.sha1(c.recording_id.encode()).hexdigest())[:config.valid_clips]
+    held_out = {c.recording_id for c in chosen}
+    train = [c for c in train if c.recording_id not in held_out]
+    return CutSet.from_cuts(sorted(train, key=lambda c: c.id)), CutSet.from_cuts(sorted(chosen, key=lambda c: c.id))
+
+
+def _cache_key(config: DataConfig, root: Path) -> str:
+    relevant = {"version": FORMAT_VERSION, "corpus": config.corpus, "data_dir": str(root),
+                "subsets": list(config.subsets), "language": config.language,
+                "valid_clips": config.valid_clips, "min_seconds": config.min_seconds}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def _read(path: Path) -> CutSet:
+    cuts = CutSet.from_file(path)  # lazy for .jsonl.gz; None for an empty file
+    return cuts.to_eager() if cuts is not None else CutSet()
+
+
+def _write_atomic(cuts: CutSet, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.jsonl.gz")  # keeps lhotse's format detection
+    try:
+        cuts.to_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

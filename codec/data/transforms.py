@@ -1,0 +1,48 @@
+"""Level and length operations on clips [C, T]: RMS normalisation, crops, gain, peak safety."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+SILENCE_RMS = 1e-5  # -100 dBFS: quieter clips are left as they are instead of being amplified
+
+
+def rms_db(x: torch.Tensor) -> float:
+    """RMS level of ``x`` in dBFS (-inf for digital silence)."""
+    rms = x.double().pow(2).mean().sqrt().item()
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def normalize_rms(x: torch.Tensor, target_db: float) -> torch.Tensor:
+    """Scale [C, T] so that its RMS over all samples is ``target_db`` dBFS (near-silence unchanged)."""
+    rms = x.double().pow(2).mean().sqrt().item()
+    if rms < SILENCE_RMS:
+        return x
+    return x * (10 ** (target_db / 20) / rms)
+
+
+def limit_peak(x: torch.Tensor) -> torch.Tensor:
+    """Scale [C, T] down so that no sample exceeds 1 in magnitude (no clipping distortion)."""
+    peak = x.abs().max().item() if x.numel() else 0.0
+    return x / peak if peak > 1.0 else x
+
+
+def fit_length(x: torch.Tensor, length: int, offset: int = 0) -> torch.Tensor:
+    """[C, T] -> [C, length]: the slice starting at ``offset``, zero-padded at the end if short."""
+    x = x[..., offset:offset + length]
+    return F.pad(x, (0, length - x.shape[-1])) if x.shape[-1] < length else x
+
+
+def random_offset(num_samples: int, length: int, generator: torch.Generator) -> int:
+    """A uniform crop start in [0, num_samples - length] (0 when the clip is not longer)."""
+    span = max(num_samples - length + 1, 1)  # always one draw, so later draws do not shift
+    return int(torch.randint(span, (1,), generator=generator).item())
+
+
+def random_gain_db(low: float, high: float, generator: torch.Generator) -> float:
+    """A gain drawn uniformly from [low, high] dB."""
+    u = torch.rand((), generator=generator, dtype=torch.float64).item()
+    return low + (high - low) * u

@@ -1,0 +1,1 @@
+"""Training losses: spectral reconstruction losses and the gradient balancer."""

@@ -1,0 +1,232 @@
+"""Reconstruction losses on waveforms [B, C, T]: multi-scale mel, multi-resolution STFT, time L1, SI-SDR.
+
+Every loss folds the audio channels into the batch, compares `pred` with `target` and returns a
+scalar (mean over items), differentiable w.r.t. `pred`. Spectra use a periodic Hann window,
+`center=True` and reflect padding, as audiotools' `AudioSignal.stft` does with `match_stride=False`;
+mel filterbanks are librosa's default (Slaney scale, Slaney area normalisation).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import Tensor, nn
+
+
+def _fold(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """[B, C, T] pair -> [B*C, T] pair, after checking that the shapes agree."""
+    if pred.dim() != 3 or pred.shape != target.shape:
+        raise ValueError(f"pred and target must both be [B, C, T], got {tuple(pred.shape)} and {tuple(target.shape)}")
+    return pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1])
+
+
+def _magnitude(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
+    """|STFT| of x [N, T] -> [N, n_fft // 2 + 1, frames]; the window may be shorter than n_fft."""
+    if x.shape[-1] <= n_fft // 2:
+        raise ValueError(f"signal of {x.shape[-1]} samples is too short for an STFT of size {n_fft}")
+    spec = torch.stft(
+        x, n_fft, hop_length=hop, win_length=window.shape[0], window=window.to(x.dtype),
+        center=True, pad_mode="reflect", return_complex=True,
+    )
+    return spec.abs()
+
+
+def _log_spec(mag: Tensor, eps: float, power: float) -> Tensor:
+    return mag.clamp(min=eps).pow(power).log10()
+
+
+@dataclass(frozen=True)
+class MelLossConfig:
+    """Multi-scale mel loss; the defaults are DAC's (7 scales, L1 on log10 mels).
+
+    Per scale: log_weight * L1(log mels) + mag_weight * L1(mels) + l2_weight * MSE(log mels), where
+    log mels = log10(clamp(mel, clamp_eps) ** pow). The MSE on log mels is EnCodec's L2 term as
+    audiocraft implements it (`MultiScaleMelSpectrogramLoss`: L1 on linear mels + MSE on log mels);
+    audiocraft additionally weights it per scale by sqrt(window - 1), which this config does not.
+    """
+
+    window_lengths: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
+    n_mels: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
+    hop_divisor: int = 4  # hop = window // hop_divisor
+    fmin: float = 0.0
+    fmax: float | None = None  # None: Nyquist
+    clamp_eps: float = 1e-5
+    pow: float = 1.0
+    log_weight: float = 1.0
+    mag_weight: float = 0.0
+    l2_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window_lengths", tuple(int(w) for w in self.window_lengths))
+        object.__setattr__(self, "n_mels", tuple(int(m) for m in self.n_mels))
+        if not self.window_lengths or len(self.window_lengths) != len(self.n_mels):
+            raise ValueError("window_lengths and n_mels must be non-empty and of equal length")
+        if self.hop_divisor < 1 or any(w < self.hop_divisor for w in self.window_lengths):
+            raise ValueError("hop_divisor must be >= 1 and no larger than any window length")
+        if any(m < 1 for m in self.n_mels):
+            raise ValueError("n_mels must be positive")
+        if self.fmin < 0 or (self.fmax is not None and self.fmax <= self.fmin):
+            raise ValueError("need 0 <= fmin < fmax")
+        if self.clamp_eps <= 0 or self.pow <= 0:
+            raise ValueError("clamp_eps and pow must be positive")
+        if min(self.log_weight, self.mag_weight, self.l2_weight) < 0:
+            raise ValueError("loss weights must be non-negative")
+
+
+class MultiScaleMelLoss(nn.Module):
+    """Mel-spectrogram distance summed over scales (DAC / audiotools `MelSpectrogramLoss`)."""
+
+    def __init__(self, sample_rate: int, config: MelLossConfig = MelLossConfig()) -> None:
+        super().__init__()
+        fmax = sample_rate / 2 if config.fmax is None else config.fmax
+        if fmax > sample_rate / 2:
+            raise ValueError(f"fmax {fmax} is above the Nyquist frequency of {sample_rate} Hz")
+        self.sample_rate = sample_rate
+        self.config = config
+        for i, (win, n_mels) in enumerate(zip(config.window_lengths, config.n_mels)):
+            fbank = torchaudio.functional.melscale_fbanks(
+                win // 2 + 1, config.fmin, fmax, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
+            )  # [F, M]
+            self.register_buffer(f"window_{i}", torch.hann_window(win, periodic=True), persistent=False)
+            self.register_buffer(f"fbank_{i}", fbank.T.contiguous(), persistent=False)  # [M, F]
+
+    def mel_spectrograms(self, x: Tensor) -> list[Tensor]:
+        """x [N, T] -> one linear mel spectrogram [N, M_s, frames_s] per scale s."""
+        mels = []
+        for i, win in enumerate(self.config.window_lengths):
+            mag = _magnitude(x, win, win // self.config.hop_divisor, getattr(self, f"window_{i}"))
+            mels.append(torch.matmul(getattr(self, f"fbank_{i}").to(mag.dtype), mag))
+        return mels
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        """pred, target [B, C, T] -> scalar loss."""
+        cfg = self.config
+        pred, target = _fold(pred, target)
+        loss = pred.new_zeros(())
+        for mel_p, mel_t in zip(self.mel_spectrograms(pred), self.mel_spectrograms(target)):
+            if cfg.log_weight or cfg.l2_weight:
+                log_p, log_t = _log_spec(mel_p, cfg.clamp_eps, cfg.pow), _log_spec(mel_t, cfg.clamp_eps, cfg.pow)
+                loss = loss + cfg.log_weight * F.l1_loss(log_p, log_t) + cfg.l2_weight * F.mse_loss(log_p, log_t)
+            if cfg.mag_weight:
+                loss = loss + cfg.mag_weight * F.l1_loss(mel_p, mel_t)
+        return loss
+
+
+@functools.lru_cache(maxsize=8)
+def _dac_mel_loss(sample_rate: int, device: str) -> MultiScaleMelLoss:
+    return MultiScaleMelLoss(sample_rate, MelLossConfig()).to(device).eval()
+
+
+@torch.no_grad()
+def mel_distance(pred: Tensor, target: Tensor, sample_rate: int) -> Tensor:
+    """DAC's mel-distance metric (7-scale L1 on log10 mels) of pred vs target [B, C, T] -> scalar."""
+    return _dac_mel_loss(sample_rate, str(pred.device))(pred, target)
+
+
+@dataclass(frozen=True)
+class STFTLossConfig:
+    """Multi-resolution STFT loss; defaults are ParallelWaveGAN's three resolutions.
+
+    Per resolution: sc_weight * spectral convergence ||S_t - S_p||_F / ||S_t||_F (per item, then
+    averaged) + log_weight * L1(log10(clamp(|S|, clamp_eps) ** pow)) + mag_weight * L1(|S|).
+    Resolutions are summed (as audiotools does; ParallelWaveGAN averages them).
+    """
+
+    fft_sizes: tuple[int, ...] = (1024, 2048, 512)
+    hop_sizes: tuple[int, ...] = (120, 240, 50)
+    win_lengths: tuple[int, ...] = (600, 1200, 240)
+    sc_weight: float = 1.0
+    log_weight: float = 1.0
+    mag_weight: float = 0.0
+    clamp_eps: float = 1e-5
+    pow: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("fft_sizes", "hop_sizes", "win_lengths"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if not self.fft_sizes or not len(self.fft_sizes) == len(self.hop_sizes) == len(self.win_lengths):
+            raise ValueError("fft_sizes, hop_sizes and win_lengths must be non-empty and of equal length")
+        for n_fft, hop, win in zip(self.fft_sizes, self.hop_sizes, self.win_lengths):
+            if not (0 < hop and 0 < win <= n_fft):
+                raise ValueError(f"need hop > 0 and 0 < win_length <= fft_size, got {n_fft=}, {hop=}, {win=}")
+        if self.clamp_eps <= 0 or self.pow <= 0:
+            raise ValueError("clamp_eps and pow must be positive")
+        if min(self.sc_weight, self.log_weight, self.mag_weight) < 0:
+            raise ValueError("loss weights must be non-negative")
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Linear-frequency STFT distance summed over resolutions (ParallelWaveGAN / audiotools)."""
+
+    def __init__(self, config: STFTLossConfig = STFTLossConfig()) -> None:
+        super().__init__()
+        self.config = config
+        for i, win in enumerate(config.win_lengths):
+            self.register_buffer(f"window_{i}", torch.hann_window(win, periodic=True), persistent=False)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        """pred, target [B, C, T] -> scalar loss."""
+        cfg = self.config
+        pred, target = _fold(pred, target)
+        loss = pred.new_zeros(())
+        for i, (n_fft, hop) in enumerate(zip(cfg.fft_sizes, cfg.hop_sizes)):
+            window = getattr(self, f"window_{i}")
+            mag_p, mag_t = _magnitude(pred, n_fft, hop, window), _magnitude(target, n_fft, hop, window)
+            if cfg.sc_weight:
+                loss = loss + cfg.sc_weight * spectral_convergence(mag_p, mag_t)
+            if cfg.log_weight:
+                log_p, log_t = _log_spec(mag_p, cfg.clamp_eps, cfg.pow), _log_spec(mag_t, cfg.clamp_eps, cfg.pow)
+                loss = loss + cfg.log_weight * F.l1_loss(log_p, log_t)
+            if cfg.mag_weight:
+                loss = loss + cfg.mag_weight * F.l1_loss(mag_p, mag_t)
+        return loss
+
+
+def spectral_convergence(mag_pred: Tensor, mag_target: Tensor) -> Tensor:
+    """Mean over items of ||S_t - S_p||_F / ||S_t||_F for magnitudes [N, F, frames] -> scalar."""
+    diff = (mag_target - mag_pred).flatten(1).norm(dim=1)
+    ref = mag_target.flatten(1).norm(dim=1).clamp(min=1e-12)
+    return (diff / ref).mean()
+
+
+def time_l1_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute sample error of pred vs target [B, C, T] -> scalar."""
+    pred, target = _fold(pred, target)
+    return F.l1_loss(pred, target)
+
+
+class TimeL1Loss(nn.Module):
+    """``time_l1_loss`` as a module, for loss tables."""
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return time_l1_loss(pred, target)
+
+
+def si_sdr(pred: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
+    """Scale-invariant SDR in dB of each channel: pred, target [B, C, T] -> [B*C].
+
+    Both signals are made zero-mean; target is scaled by the optimal a = <p, t> / ||t||^2 and
+    SI-SDR = 10 log10(||a t||^2 / ||p - a t||^2).
+    """
+    pred, target = _fold(pred, target)
+    pred = pred - pred.mean(dim=-1, keepdim=True)
+    target = target - target.mean(dim=-1, keepdim=True)
+    scale = (pred * target).sum(-1, keepdim=True) / (target.pow(2).sum(-1, keepdim=True) + eps)
+    projection = scale * target
+    residual = pred - projection
+    return 10 * torch.log10((projection.pow(2).sum(-1) + eps) / (residual.pow(2).sum(-1) + eps))
+
+
+class SISDRLoss(nn.Module):
+    """Negative mean SI-SDR (dB) of pred vs target [B, C, T] -> scalar; lower is better."""
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return -si_sdr(pred, target, self.eps).mean()

@@ -1,0 +1,47 @@
+"""Validation during training: mel distance (DAC's definition), SI-SDR and PESQ on held-out clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from ..audio.model import AudioCodec
+from ..data import build_valid_batches
+from ..losses.spectral import mel_distance, si_sdr
+from .logger import TrainLogger
+
+
+def pesq_wb(decoded: torch.Tensor, reference: torch.Tensor, sample_rate: int) -> float | None:
+    """Wide-band PESQ of [T] signals (resampled to 16 kHz); None where PESQ cannot score the clip."""
+    from pesq import PesqError, pesq
+
+    ref, deg = (AF.resample(x.float().cpu(), sample_rate, 16000) if sample_rate != 16000 else x.float().cpu()
+                for x in (reference, decoded))
+    try:
+        return float(pesq(16000, ref.numpy().astype(np.float64), deg.numpy().astype(np.float64), "wb"))
+    except (PesqError, ValueError):
+        return None
+
+
+@torch.no_grad()
+def validate(model: AudioCodec, valid_set, logger: TrainLogger, step: int, n_examples: int) -> dict[str, float]:
+    """Average metrics over the validation clips at full bitrate, plus mel distance at 1 codebook."""
+    model.eval()
+    device = next(model.parameters()).device
+    sums: dict[str, list[float]] = {"mel_distance": [], "mel_distance_1q": [], "si_sdr": [], "pesq_wb": []}
+    for index, x in enumerate(build_valid_batches(valid_set)):
+        x = x.to(device)  # [1, C, T]
+        y = model(x).audio
+        y1 = model(x, n_q=1).audio
+        sums["mel_distance"].append(float(mel_distance(y, x, model.sample_rate)))
+        sums["mel_distance_1q"].append(float(mel_distance(y1, x, model.sample_rate)))
+        sums["si_sdr"].append(float(si_sdr(y, x).mean()))
+        score = pesq_wb(y[0, 0], x[0, 0], model.sample_rate)
+        if score is not None:
+            sums["pesq_wb"].append(score)
+        if index < n_examples:
+            logger.log_example(step, f"valid_{index}", x[0, 0], y[0, 0], model.sample_rate)
+    results = {k: float(np.mean(v)) for k, v in sums.items() if v}
+    logger.log_valid(step, results)
+    return results

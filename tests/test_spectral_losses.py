@@ -1,0 +1,184 @@
+"""Spectral and time-domain losses: equality with audiotools' references on real speech, and known values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+from audiotools import AudioSignal
+from audiotools.metrics.spectral import MelSpectrogramLoss, MultiScaleSTFTLoss
+
+from codec.losses.spectral import (
+    MelLossConfig,
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    SISDRLoss,
+    STFTLossConfig,
+    mel_distance,
+    si_sdr,
+    spectral_convergence,
+    time_l1_loss,
+)
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:stft_data changed shape:UserWarning", "ignore:`torch.jit.script` is deprecated:FutureWarning"
+)
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def clean() -> torch.Tensor:
+    """Two 0.75 s real speech clips as [B=2, C=1, T]."""
+    clips = []
+    for name in ("arctic_slt_a0009.flac", "arctic_awb_a0007.flac"):
+        data, sr = sf.read(SAMPLES / name, dtype="float32")
+        assert sr == SR
+        clips.append(torch.from_numpy(data[4000:16000]))
+    return torch.stack(clips)[:, None]
+
+
+def add_noise(x: torch.Tensor, snr_db: float, seed: int = 0) -> torch.Tensor:
+    """x plus white noise at `snr_db` per channel."""
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    gain = (x.pow(2).mean(-1, keepdim=True) / noise.pow(2).mean(-1, keepdim=True) / 10 ** (snr_db / 10)).sqrt()
+    return x + gain * noise
+
+
+def degrade(x: torch.Tensor) -> torch.Tensor:
+    """Low-pass at 3 kHz plus noise at 20 dB SNR."""
+    return add_noise(torchaudio.functional.lowpass_biquad(x, SR, 3000.0), 20.0)
+
+
+def reference(loss: torch.nn.Module, pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float(loss(AudioSignal(pred.clone(), SR), AudioSignal(target.clone(), SR)))
+
+
+def test_mel_loss_matches_audiotools_dac_setting(clean):
+    pred = degrade(clean)
+    ours = MultiScaleMelLoss(SR, MelLossConfig())(pred, clean)
+    cfg = MelLossConfig()
+    ref = MelSpectrogramLoss(
+        n_mels=list(cfg.n_mels), window_lengths=list(cfg.window_lengths), mag_weight=0.0, log_weight=1.0,
+        pow=1.0, clamp_eps=1e-5, mel_fmin=[0.0] * 7, mel_fmax=[None] * 7,
+    )
+    expected = reference(ref, pred, clean)
+    assert expected > 1.0
+    assert float(ours) == pytest.approx(expected, rel=1e-4)
+    assert float(mel_distance(pred, clean, SR)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_mel_loss_matches_audiotools_defaults_with_stereo(clean):
+    target = torch.cat([clean, clean.flip(-1)], dim=1)  # [2, 2, T]: channels fold into the batch
+    pred = degrade(target)
+    cfg = MelLossConfig(window_lengths=(2048, 512), n_mels=(150, 80), mag_weight=1.0, log_weight=1.0, pow=2.0)
+    ours = MultiScaleMelLoss(SR, cfg)(pred, target)
+    assert float(ours) == pytest.approx(reference(MelSpectrogramLoss(), pred, target), rel=1e-4)
+
+
+def test_mel_l2_term_is_mse_of_log_mels(clean):
+    pred = degrade(clean)
+    cfg = MelLossConfig(window_lengths=(512,), n_mels=(64,), log_weight=0.0, l2_weight=1.0)
+    loss = MultiScaleMelLoss(SR, cfg)
+    mel_p, mel_t = loss.mel_spectrograms(pred[:, 0])[0], loss.mel_spectrograms(clean[:, 0])[0]
+    expected = (mel_p.clamp(min=1e-5).log10() - mel_t.clamp(min=1e-5).log10()).pow(2).mean()
+    assert float(loss(pred, clean)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(expected) > 0.01
+
+
+def test_stft_loss_matches_audiotools(clean):
+    pred = degrade(clean)
+    cfg = STFTLossConfig(
+        fft_sizes=(2048, 512), hop_sizes=(512, 128), win_lengths=(2048, 512),
+        sc_weight=0.0, log_weight=1.0, mag_weight=1.0, pow=2.0,
+    )
+    ours = MultiResolutionSTFTLoss(cfg)(pred, clean)
+    expected = reference(MultiScaleSTFTLoss(window_lengths=[2048, 512]), pred, clean)
+    assert float(ours) == pytest.approx(expected, rel=1e-4)
+
+
+def test_spectral_convergence_direct_formula(clean):
+    pred = degrade(clean)
+    cfg = STFTLossConfig(fft_sizes=(1024,), hop_sizes=(120,), win_lengths=(600,), sc_weight=1.0, log_weight=0.0)
+    ours = MultiResolutionSTFTLoss(cfg)(pred, clean)
+    window = torch.nn.functional.pad(torch.hann_window(600, dtype=torch.float64), (212, 212))  # centred in 1024
+    per_item = []
+    for p, t in zip(pred[:, 0].double(), clean[:, 0].double()):
+        sp, st = (torch.stft(x, 1024, 120, window=window, return_complex=True).abs() for x in (p, t))
+        per_item.append(torch.linalg.norm(st - sp) / torch.linalg.norm(st))
+    assert float(ours) == pytest.approx(float(torch.stack(per_item).mean()), rel=1e-4)
+    assert float(spectral_convergence(torch.ones(1, 2, 2), torch.full((1, 2, 2), 2.0))) == pytest.approx(0.5)
+
+
+def test_filterbank_and_window_match_librosa_and_scipy():
+    import scipy.signal
+
+    loss = MultiScaleMelLoss(SR, MelLossConfig(window_lengths=(512, 2048), n_mels=(80, 320)))
+    for i, (win, n_mels) in enumerate([(512, 80), (2048, 320)]):
+        expected = torch.from_numpy(librosa.filters.mel(sr=SR, n_fft=win, n_mels=n_mels))
+        # torchaudio builds the filters in float32, librosa in float64: they agree to ~1.5e-5 of the peak.
+        torch.testing.assert_close(getattr(loss, f"fbank_{i}"), expected, rtol=0, atol=2e-5 * float(expected.max()))
+        hann = torch.from_numpy(scipy.signal.get_window("hann", win)).float()
+        torch.testing.assert_close(getattr(loss, f"window_{i}"), hann)
+    assert loss.state_dict() == {}  # buffers are recomputed, never checkpointed
+
+
+def all_losses() -> dict[str, torch.nn.Module]:
+    return {
+        "mel": MultiScaleMelLoss(SR, MelLossConfig(l2_weight=1.0, mag_weight=1.0)),
+        "stft": MultiResolutionSTFTLoss(STFTLossConfig(mag_weight=1.0)),
+        "l1": time_l1_loss,
+    }
+
+
+def test_zero_for_identical_and_growing_with_degradation(clean):
+    for name, loss in all_losses().items():
+        assert float(loss(clean, clean.clone())) == pytest.approx(0.0, abs=1e-7), name
+        values = [float(loss(add_noise(clean, snr), clean)) for snr in (30.0, 20.0, 10.0, 0.0)]
+        assert all(a < b for a, b in zip(values, values[1:])), (name, values)
+        assert values[0] > 0, name
+
+
+def test_gradients_reach_pred(clean):
+    for name, loss in [*all_losses().items(), ("sisdr", SISDRLoss())]:
+        pred = add_noise(clean, 10.0).requires_grad_(True)
+        loss(pred, clean).backward()
+        assert pred.grad is not None and torch.isfinite(pred.grad).all(), name
+        assert pred.grad.abs().sum() > 0, name
+
+
+def test_si_sdr_known_values(clean):
+    assert (si_sdr(0.5 * clean, clean) > 60).all()
+    for snr in (0.0, 10.0, 20.0):
+        noisy = add_noise(clean, snr, seed=3)
+        torch.testing.assert_close(si_sdr(noisy, clean), torch.full((2,), snr), atol=0.5, rtol=0)
+    noisy = add_noise(clean, 10.0)
+    torch.testing.assert_close(si_sdr(3.0 * noisy + 0.1, clean), si_sdr(noisy, clean), atol=1e-3, rtol=0)
+    assert float(SISDRLoss()(noisy, clean)) == pytest.approx(-float(si_sdr(noisy, clean).mean()))
+
+
+def test_si_sdr_matches_dac():
+    from dac.nn.loss import SISDRLoss as DacSISDRLoss
+
+    gen = torch.Generator().manual_seed(1)
+    target = torch.randn(3, 1, 4000, generator=gen)
+    pred = 0.7 * target + 0.3 * torch.randn(3, 1, 4000, generator=gen)
+    expected = -DacSISDRLoss(reduction="none")(target, pred)  # DAC takes (reference, estimate), returns -SDR
+    torch.testing.assert_close(si_sdr(pred, target), expected.flatten(), rtol=1e-4, atol=1e-4)
+
+
+def test_validation():
+    with pytest.raises(ValueError):
+        MelLossConfig(window_lengths=(512, 1024), n_mels=(80,))
+    with pytest.raises(ValueError):
+        STFTLossConfig(fft_sizes=(512,), hop_sizes=(128,), win_lengths=(1024,))
+    with pytest.raises(ValueError):
+        MultiScaleMelLoss(SR, MelLossConfig(fmax=12000.0))
+    with pytest.raises(ValueError):
+        time_l1_loss(torch.zeros(1, 1, 10), torch.zeros(1, 10))
+    assert MelLossConfig(window_lengths=[64], n_mels=[8]).window_lengths == (64,)  # lists from JSON
