@@ -299,3 +299,37 @@ def test_bad_recipe_and_resume_errors(tmp_path):
                            "Nothing to resume")]:
         result = CliRunner().invoke(cli.app, args)
         assert result.exit_code == 1 and message in result.stderr, result.stderr
+
+
+# --- perceptual losses in training -------------------------------------------------------------
+
+def test_perceptual_and_semantic_losses_train_and_resume(tmp_path, speech_folder, monkeypatch):
+    """GE2E speaker + CREPE pitch on the decoder output, semantic distillation of level 1
+    (a tiny random SSL model stands in for HuBERT): all logged, all finite; only the
+    trainable projection is checkpointed, never the frozen networks."""
+    import codec.losses.perceptual as perceptual
+
+    from .test_perceptual_losses import tiny_wav2vec2
+
+    ssl = tiny_wav2vec2(0)
+    ssl_file = tmp_path / "ssl.pt"
+    torch.save(ssl.state_dict(), ssl_file)
+    real_loader = perceptual.load_ssl_model
+    monkeypatch.setattr(perceptual, "load_ssl_model", lambda path, architecture, layer: real_loader(path, ssl, layer))
+    recipe = tiny_recipe(speech_folder, steps=2, adversarial={}, balancer=True,
+                         perceptual={"speaker_weight": 1.0, "pitch_weight": 1.0, "semantic_weight": 1.0,
+                                     "semantic_model": str(ssl_file), "semantic_layer": 1})
+    trainer = Trainer(load_train_config(recipe), tmp_path / "run")
+    batch = trainer.valid_set[(0, 0)][None, :, :1600].repeat(4, 1, 1)
+    metrics = trainer.train_step(batch)
+    for name in ("loss/mel", "loss/speaker", "loss/pitch", "loss/semantic", "grad_share/speaker", "grad_share/pitch"):
+        assert np.isfinite(metrics[name]) and metrics[name] > 0, name
+    projection = trainer.objective.trainable_state_dict()
+    assert projection and all("semantic" in k for k in projection)
+    trainer.step = 1
+    trainer.save()
+    state = torch.load(latest_checkpoint(tmp_path / "run") / "state.pt", weights_only=True)
+    assert state["objective"].keys() == projection.keys()  # frozen networks are not saved
+    resumed = Trainer(load_train_config(recipe), tmp_path / "run", resume=True)
+    for k, v in projection.items():
+        torch.testing.assert_close(resumed.objective.trainable_state_dict()[k], v)

@@ -73,8 +73,8 @@ class Trainer:
         if self.env.world_size == 1:
             return module
         ids = [self.env.device.index] if self.env.device.type == "cuda" else None
-        # EMA codebooks synchronise themselves (all-reduced statistics); buffers are not broadcast.
-        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+        # EMA codebooks synchronise themselves (all-reduced statistics): no buffer broadcast per forward.
+        return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
 
     def _prepare_data(self) -> None:
         manifests = self.run_dir / "manifests"
@@ -239,6 +239,8 @@ class Trainer:
                                     self.env.world_size, self.step, config.data.num_workers)
         last_valid: dict[str, float] = {}
         try:
+            if self.step == 0:
+                last_valid = self._validate(logger)  # the untrained baseline
             for batch in loader:
                 if self.step >= config.steps or self._stop_requested:
                     break
