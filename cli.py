@@ -224,6 +224,61 @@ def models() -> None:
         stdout.print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), markup=False, soft_wrap=True)
 
 
+@app.command(name="eval")
+@cli_errors
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Folder of audio clips (recursive) or a JSONL manifest with \"path\".")],
+    out: Annotated[Path, typer.Option(help="Output folder for results.json/.csv/.md, plot.png, spectrograms/.")],
+    model: Annotated[Optional[list[str]], typer.Option(help="Model name or folder (repeatable; default: the default model).")] = None,
+    bandwidth: Annotated[Optional[list[float]], typer.Option(help="Model bitrate in kbps (repeatable; default: every bitrate).")] = None,
+    baseline: Annotated[Optional[list[str]], typer.Option(help="opus, codec2, mp3, or e.g. opus:6,12 codec2:3200,1300 (repeatable).")] = None,
+    max_clips: Annotated[Optional[int], typer.Option(help="Use only the first N clips.")] = None,
+    workers: Annotated[int, typer.Option(help="Processes for scoring (PESQ, STOI, ...).")] = max(1, min(4, os.cpu_count() or 1)),
+    examples: Annotated[int, typer.Option(help="Clips drawn as spectrogram comparisons.")] = 3,
+    force: Force = False,
+    device: Device = "cpu",
+) -> None:
+    """Compare models and classic codecs (Opus, Codec2) on the same clips: bitrate vs quality."""
+    from codec.audio.registry import DEFAULT_MODEL
+    from codec.eval.baselines import make_baselines
+    from codec.eval.report import markdown_table, write_report
+    from codec.eval.runner import aggregate, evaluate as run_eval, find_clips
+    from codec.eval.metrics import METRICS
+    from codec.eval.systems import neural_systems
+
+    if (out / "results.json").exists() and not force:
+        raise CodecError(f"{out} already holds results; pass --force to overwrite them.")
+    clips = find_clips(data, max_clips)
+    baselines, warnings = make_baselines(baseline or [])
+    for warning in warnings:
+        stderr.print(f"warning: {warning}", markup=False, soft_wrap=True)
+    systems = []
+    for spec in model or ([DEFAULT_MODEL] if DEFAULT_MODEL else []):
+        loaded = _load_model(spec, device)
+        try:
+            path = Path(loaded.name)  # a folder is shown as parent/folder, e.g. runs-name/best
+            name = "/".join(path.parts[-2:]) if path.is_absolute() else loaded.name
+            systems += neural_systems(loaded.model, name, loaded.fingerprint, bandwidth)
+        except ValueError as e:
+            raise CodecError(f"Cannot evaluate {loaded.name} at that bitrate: {e}.") from None
+    systems += baselines
+    if not systems:
+        raise CodecError("Nothing to evaluate: pass --model and/or --baseline.")
+    with Progress(console=stderr) as progress:
+        task = progress.add_task("coding", total=len(clips) * len(systems))
+        results = run_eval(systems, clips, workers, examples, lambda: progress.advance(task))
+    if not results.rows:
+        raise CodecError(f"No clip in {data} could be evaluated ({len(results.unreadable)} unreadable).")
+    metrics = [m.name for m in METRICS if any(r.get(m.name) is not None for r in results.rows)]
+    summaries = aggregate(results.rows, metrics)
+    write_report(out, results, summaries, metrics, warnings, force=True)
+    stdout.print(markdown_table(summaries, [m for m in ("pesq_wb", "stoi", "mel_distance", "speaker_sim")
+                                            if m in metrics]), markup=False, soft_wrap=True)
+    stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png", markup=False)
+    if results.unreadable:
+        stderr.print(f"{len(results.unreadable)} clips could not be read (listed in results.md).", markup=False)
+
+
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 
 

@@ -26,7 +26,7 @@ from codec.audio import from_pretrained
 from codec.errors import CodecError
 from codec.train import Trainer, load_train_config
 from codec.train.checkpoints import latest_checkpoint
-from codec.train.config import OptimConfig, TrainConfig
+from codec.train.config import OptimConfig
 from codec.train.optim import lr_factor
 
 from .corpora import CORPORA, speech_pieces

@@ -8,7 +8,9 @@ mel filterbanks are librosa's default (Slaney scale, Slaney area normalisation).
 
 from __future__ import annotations
 
+
 import functools
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -88,9 +90,11 @@ class MultiScaleMelLoss(nn.Module):
         self.sample_rate = sample_rate
         self.config = config
         for i, (win, n_mels) in enumerate(zip(config.window_lengths, config.n_mels)):
-            fbank = torchaudio.functional.melscale_fbanks(
-                win // 2 + 1, config.fmin, fmax, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
-            )  # [F, M]
+            with warnings.catch_warnings():  # DAC's small windows leave some mel bands empty at 16 kHz, as in DAC
+                warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
+                fbank = torchaudio.functional.melscale_fbanks(
+                    win // 2 + 1, config.fmin, fmax, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
+                )  # [F, M]
             self.register_buffer(f"window_{i}", torch.hann_window(win, periodic=True), persistent=False)
             self.register_buffer(f"fbank_{i}", fbank.T.contiguous(), persistent=False)  # [M, F]
 
