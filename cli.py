@@ -205,23 +205,32 @@ def info(path: Annotated[Path, typer.Argument(help="A .cdc file.", show_default=
 @app.command()
 @cli_errors
 def models() -> None:
-    """List registered models (bundled and in $CODEC_MODELS_DIR)."""
+    """List models: folders (bundled and in $CODEC_MODELS_DIR) and codecs converted from official weights."""
+    from codec.audio import AudioCodec
+    from codec.audio.pretrained import PRETRAINED, hub_cache
     from codec.audio.registry import list_models, user_models_dir
 
-    entries = list_models()
-    if not entries:
-        stdout.print(f"No models registered. Put model folders in {user_models_dir()} "
-                     "(or set CODEC_MODELS_DIR), or pass --model PATH.", markup=False)
-        return
-    rows = [("name", "sample rate", "channels", "frame rate", "kbps", "parameters", "license", "path")]
-    for name, ckpt in entries:
-        config, kbps = ckpt.config, ckpt.config.bandwidths()
-        rows.append((name, f"{config.sample_rate} Hz", str(config.seanet.channels), f"{config.frame_rate:g} Hz",
-                     f"{kbps[0]:g}-{kbps[-1]:g}" if len(kbps) > 1 else f"{kbps[0]:g}",
-                     f"{ckpt.num_parameters / 1e6:.2f} M", str(ckpt.metadata.get("license", "unknown")), str(ckpt.path)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        stdout.print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), markup=False, soft_wrap=True)
+    def row(name, config, parameters: int, license: str, where: str) -> tuple[str, ...]:
+        kbps = config.bandwidths()
+        return (name, f"{config.sample_rate} Hz", str(config.seanet.channels), f"{config.frame_rate:.4g} Hz",
+                f"{kbps[0]:.3g}-{kbps[-1]:.3g}" if len(kbps) > 1 else f"{kbps[0]:.3g}", f"{parameters / 1e6:.2f} M",
+                license, where)
+
+    rows = [("name", "sample rate", "channels", "frame rate", "kbps", "parameters", "weights license", "location")]
+    for name, ckpt in list_models():
+        rows.append(row(name, ckpt.config, ckpt.num_parameters, str(ckpt.metadata.get("license", "unknown")),
+                        str(ckpt.path)))
+    for entry in PRETRAINED.values():
+        config = entry.config()
+        cached = hub_cache() / entry.filename
+        where = str(cached) if cached.is_file() else f"not downloaded ({entry.url})"
+        rows.append(row(entry.name, config, sum(p.numel() for p in AudioCodec(config).parameters()), entry.license,
+                        where))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        stdout.print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip(), markup=False, soft_wrap=True)
+    stdout.print(f"Model folders: {user_models_dir()} (CODEC_MODELS_DIR); official weights: {hub_cache()} "
+                 "(CODEC_HUB_CACHE).", markup=False, soft_wrap=True)
 
 
 @app.command(name="eval")

@@ -4,6 +4,12 @@ EnCodec 24 kHz: the reference model is built by the `encodec` package's own cons
 random weights, its codebooks filled from real speech latents (the untrained constructor
 leaves them at zero), then converted; codes must be identical and decoded audio within
 AUDIO_ATOL on real speech at every bandwidth, also after a checkpoint round trip.
+
+DAC: the reference is `dac.DAC` at the 44.1 kHz configuration (full size), and scaled-down
+models (narrower) of the 44.1 kHz and of the 16/24 kHz structure (an odd stride 5: DAC decodes
+F frames to F * hop - 8 samples); the weight-norm gains, Snake alphas and biases are randomised
+so that a misplaced tensor shows. Codes must be identical and decoded audio within AUDIO_ATOL
+of DAC's own encode / quantizer / decode path on real speech at several numbers of codebooks.
 """
 
 from __future__ import annotations
@@ -14,9 +20,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec.audio import AudioCodec, load_checkpoint, save_pretrained
-from codec.audio.convert import convert_encodec, encodec_config
+from codec.audio import AudioCodec, AudioCodecConfig, load_checkpoint, save_pretrained
+from codec.audio.convert import (convert_dac, convert_dac_checkpoint, convert_encodec, dac_config,
+                                 dac_config_from_kwargs, dac_state_dict, encodec_config)
 from codec.audio.io import resample
+from codec.audio.seanet import SEANetConfig
+from codec.config import config_from_dict, config_to_dict
+from codec.quantization import QuantizerConfig
 
 from .conftest import SAMPLES
 
@@ -148,3 +158,182 @@ def test_encodec_48khz_names_what_is_missing():
     with pytest.raises(ValueError, match="time_group_norm") as error:
         convert_encodec(model)
     assert "normalisation" in str(error.value) and "overlap-add" in str(error.value)
+
+
+# --- DAC ---------------------------------------------------------------------------------------
+
+DAC_MODELS = {
+    # the released 44.1 kHz 8 kbps configuration (dac.DAC's defaults), full size
+    "44khz": dict(encoder_dim=64, encoder_rates=[2, 4, 8, 8], decoder_dim=1536, decoder_rates=[8, 8, 4, 2],
+                  n_codebooks=9, codebook_size=1024, codebook_dim=8, sample_rate=44100),
+    # the 16 kHz (12 codebooks) and 24 kHz (32 codebooks) structure, narrower; a latent_dim of its own
+    "16khz_small": dict(encoder_dim=16, encoder_rates=[2, 4, 5, 8], decoder_dim=256, decoder_rates=[8, 5, 4, 2],
+                        n_codebooks=12, codebook_size=1024, codebook_dim=8, sample_rate=16000),
+    "24khz_small": dict(encoder_dim=8, encoder_rates=[2, 4, 5, 8], latent_dim=96, decoder_dim=192,
+                        decoder_rates=[8, 5, 4, 2], n_codebooks=32, codebook_size=256, codebook_dim=4,
+                        sample_rate=24000),
+}
+DAC_N_Q = {"44khz": [1, 4, 9], "16khz_small": [1, 4, 12], "24khz_small": [1, 8, 32]}
+DAC_SMALL = ["16khz_small", "24khz_small"]  # for the slower checks, beside the full-size one
+DAC_AUDIO_ATOL = 1e-5  # decoded audio peaks near 0.1-0.4 here; measured differences are below 1e-6
+
+
+def _dac():
+    return pytest.importorskip("dac")
+
+
+def _speech(name: str, sample_rate: int, seconds: float) -> torch.Tensor:
+    data, sr = sf.read(SAMPLES / name, dtype="float32")
+    x = resample(torch.from_numpy(data), sr, sample_rate)
+    start = int(0.3 * sample_rate)  # skip the leading silence
+    return x[start : start + int(seconds * sample_rate)]
+
+
+@pytest.fixture(scope="module", params=list(DAC_MODELS))
+def dac_pair(request):
+    """(name, reference dac.DAC, converted AudioCodec, speech [B, 1, T] at the model's rate)."""
+    dac = _dac()
+    name = request.param
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dac uses the deprecated torch weight_norm
+        model = dac.DAC(**DAC_MODELS[name]).eval()
+    with torch.no_grad():
+        for key, p in model.named_parameters():
+            if key.endswith("weight_g"):
+                p.mul_(torch.empty_like(p).uniform_(0.8, 1.2))  # g != |v|: a swapped g/v would show
+            elif key.endswith("alpha"):
+                p.uniform_(0.5, 2.0)  # Snake alphas start at 1 everywhere
+            elif key.endswith("bias"):
+                p.uniform_(-0.02, 0.02)  # DAC zeroes conv biases at init
+    sr = model.sample_rate
+    full = name == "44khz"  # the full-size model decodes one clip (time); the small ones two
+    names = ["arctic_slt_a0009.flac"] + ([] if full else ["arctic_awb_a0007.flac"])
+    clips = torch.stack([_speech(n, sr, 1.0) for n in names])[:, None]
+    return name, model, convert_dac(model), clips
+
+
+def test_dac_config(dac_pair):
+    name, reference, converted, _ = dac_pair
+    config = converted.config
+    assert config == dac_config(reference)
+    assert config.sample_rate == reference.sample_rate and config.hop_length == reference.hop_length
+    assert config.seanet.dimension == reference.latent_dim
+    assert (config.quantizer.kind, config.quantizer.num_codebooks) == ("factorized", reference.n_codebooks)
+    assert config.seanet.decoder_output_deficit == (0 if name == "44khz" else 8)
+    assert sum(p.numel() for p in converted.parameters()) == sum(p.numel() for p in reference.parameters())
+    if name == "44khz":
+        assert config.frame_rate == pytest.approx(44100 / 512)
+        assert converted.bandwidths()[-1] == pytest.approx(7.75, abs=0.01)  # "8 kbps"
+
+
+@torch.no_grad()
+def test_dac_codes_and_audio_equal_reference(dac_pair):
+    name, reference, converted, clips = dac_pair
+    sr, hop = reference.sample_rate, reference.hop_length
+    padded = reference.preprocess(clips, sr)  # DAC zero-pads to whole frames, as AudioCodec.encode does
+    latent = converted.encode_latent(clips)
+    torch.testing.assert_close(latent, reference.encoder(padded), atol=1e-6, rtol=0)
+    n_frames = padded.shape[-1] // hop
+    for n_q in DAC_N_Q[name]:
+        _, ref_codes, *_ = reference.encode(padded, n_q)
+        codes = converted.encode(clips, n_q)
+        assert codes.shape == ref_codes.shape == (len(clips), n_q, n_frames)
+        assert len(codes.unique()) > 5 * n_q  # the codebooks are really in use
+        assert torch.equal(codes, ref_codes), f"{name}, n_q={n_q}"
+        ref_audio = reference.decode(reference.quantizer.from_codes(ref_codes)[0])
+        audio = converted.decode(codes)
+        deficit = converted.config.seanet.decoder_output_deficit
+        assert ref_audio.shape[-1] == n_frames * hop - deficit and audio.shape[-1] == n_frames * hop
+        assert ref_audio.abs().max() > 0.01
+        torch.testing.assert_close(audio[..., : ref_audio.shape[-1]], ref_audio, atol=DAC_AUDIO_ATOL, rtol=0)
+        assert not audio[..., ref_audio.shape[-1] :].any()  # samples DAC does not produce: zeros
+
+
+@pytest.mark.parametrize("dac_pair", DAC_SMALL, indirect=True)
+@torch.no_grad()
+def test_dac_forward_equals_reference_at_any_length(dac_pair):
+    """DAC's forward (encode, decode the quantized latent, trim to the input length) equals
+    AudioCodec's forward at a length that is not a multiple of the hop: both zero-pad the input
+    to whole frames. Where DAC's decoder stops short (16/24 kHz), our samples are zeros."""
+    name, reference, converted, clips = dac_pair
+    x = clips[..., :-3]  # 3 samples short of whole frames; DAC's decoder stops 8 short (odd stride)
+    ref = reference(x, reference.sample_rate)
+    out = converted(x)
+    assert torch.equal(out.quantizer.codes, ref["codes"])
+    n = ref["audio"].shape[-1]
+    assert out.audio.shape == x.shape and n == x.shape[-1] - 5
+    assert not out.audio[..., n:].any()
+    torch.testing.assert_close(out.audio[..., :n], ref["audio"], atol=DAC_AUDIO_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("dac_pair", DAC_SMALL, indirect=True)
+@torch.no_grad()
+def test_dac_checkpoint_round_trip_and_official_format(dac_pair, tmp_path):
+    """save_pretrained / load_checkpoint keeps the conversion exact; a weights file in DAC's own
+    format (``DAC.save(path, package=False)``, as released) converts without building dac.DAC."""
+    name, reference, converted, clips = dac_pair
+    folder = save_pretrained(converted, tmp_path / name, {"license": "MIT", "source": "random test"})
+    loaded = load_checkpoint(folder)
+    assert loaded.config == converted.config
+    for (key, a), (_, b) in zip(sorted(converted.state_dict().items()), sorted(loaded.state_dict().items())):
+        assert torch.equal(a, b), key
+    padded = reference.preprocess(clips, reference.sample_rate)
+    _, ref_codes, *_ = reference.encode(padded, 4)
+    codes = loaded.encode(clips, 4)
+    assert torch.equal(codes, ref_codes)
+    ref_audio = reference.decode(reference.quantizer.from_codes(ref_codes)[0])
+    torch.testing.assert_close(loaded.decode(codes)[..., : ref_audio.shape[-1]], ref_audio, atol=DAC_AUDIO_ATOL, rtol=0)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference.save(str(tmp_path / "weights.pth"), package=False)
+    checkpoint = torch.load(tmp_path / "weights.pth", map_location="cpu", weights_only=True)
+    from_file = convert_dac_checkpoint(checkpoint)
+    assert from_file.config == converted.config
+    assert dac_state_dict(checkpoint).keys() == dac_state_dict(checkpoint["state_dict"]).keys()
+    for (key, a), (_, b) in zip(sorted(converted.state_dict().items()), sorted(from_file.state_dict().items())):
+        assert torch.equal(a, b), key
+
+
+def test_dac_configs_that_cannot_convert():
+    with pytest.raises(ValueError, match="reversed encoder_rates"):
+        dac_config_from_kwargs({"encoder_rates": [2, 4, 8, 8], "decoder_rates": [8, 4, 8, 2]})
+    with pytest.raises(ValueError, match="divisible"):
+        dac_config_from_kwargs({"decoder_dim": 1000})
+    with pytest.raises(ValueError, match="one codebook_dim"):
+        dac_config_from_kwargs({"n_codebooks": 2, "codebook_dim": [8, 4]})
+    with pytest.raises(ValueError, match="unexpected key"):
+        dac_state_dict({"encoder.block.0.weight": torch.zeros(1)})
+    assert dac_config_from_kwargs({}).seanet.decoder_n_filters == 96  # DAC's defaults: the 44.1 kHz model
+
+
+def test_seanet_config_new_fields_are_backwards_compatible():
+    """Configs written before the DAC fields existed load with the old behaviour."""
+    old = {k: v for k, v in config_to_dict(SEANetConfig()).items()
+           if k not in ("decoder_n_filters", "decoder_last_kernel_size", "final_activation", "convtr_trim")}
+    config = config_from_dict(SEANetConfig, old)
+    assert config == SEANetConfig()
+    assert (config.decoder_n_filters, config.decoder_last_kernel_size, config.final_activation,
+            config.convtr_trim, config.decoder_output_deficit) == (None, None, "none", "balanced", 0)
+    with pytest.raises(ValueError, match="non-causal"):
+        SEANetConfig(convtr_trim="symmetric", causal=True)
+
+
+@torch.no_grad()
+def test_wider_decoder_with_tanh_still_streams(speech):
+    """The DAC fields work in causal models too: a decoder of its own width and last kernel,
+    ending in tanh, streams exactly like offline decoding."""
+    torch.manual_seed(0)
+    seanet = SEANetConfig(ratios=(5, 4, 2), n_filters=4, dimension=16, lstm_layers=0, activation="snake",
+                          decoder_n_filters=6, decoder_last_kernel_size=5, final_activation="tanh")
+    codec = AudioCodec(AudioCodecConfig(16000, seanet, QuantizerConfig(kind="factorized", num_codebooks=2,
+                                                                       codebook_size=32))).eval()
+    assert codec.decoder.model[0].conv.out_channels == 6 * 8 and codec.encoder.model[0].conv.out_channels == 4
+    assert codec.decoder.model[-2].conv.kernel_size == (5,) and isinstance(codec.decoder.model[-1], torch.nn.Tanh)
+    codes = codec.encode(torch.from_numpy(speech[0][None, None, 4000:6000]))
+    offline = codec.decode(codes)
+    with codec.streaming(1):
+        streamed = torch.cat([codec.decode_step(c) for c in torch.split(codes, 7, dim=-1)], dim=-1)
+    torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=0)
+    assert offline.abs().max() < 1

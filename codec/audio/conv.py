@@ -12,7 +12,11 @@ is covered: the output has ceil(L / s) frames. For an input length that is a mul
 (the codec pads to a multiple of its hop) extra is 0 and the output has exactly L / s frames.
 
 A transposed conv produces (L - 1) s + k samples; its ``padding_total = k - s`` extra samples
-are trimmed (all on the right when causal), giving exactly L s samples.
+are trimmed (all on the right when causal), giving exactly L s samples. Non-causal transposed
+convs split the trim as the convs split their padding (``trim="balanced"``: total - total//2 on
+the left, total//2 on the right), or trim ceil(total / 2) from both ends (``trim="symmetric"``,
+what ``nn.ConvTranspose1d(padding=ceil(total / 2))`` does, e.g. in DAC): then an odd total gives
+L s - 1 samples.
 
 Streaming (causal models with zero padding only): a conv keeps the last input samples that
 its next window still needs; a transposed conv keeps the overlapping tail of its output,
@@ -34,6 +38,7 @@ from .streaming import StreamingModule
 
 Norm = Literal["weight_norm", "none"]
 PadMode = Literal["constant", "reflect", "replicate"]
+ConvTransposeTrim = Literal["balanced", "symmetric"]
 
 
 def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding_total: int) -> int:
@@ -124,7 +129,11 @@ class _ConvTransposeState:
 
 
 class StreamableConvTranspose1d(StreamingModule[_ConvTransposeState]):
-    """ConvTranspose1d on [B, C_in, T] -> [B, C_out, T * stride], trimmed causally or centred."""
+    """ConvTranspose1d on [B, C_in, T] -> [B, C_out, T * stride], trimmed causally or centred.
+
+    With ``trim="symmetric"`` (non-causal only) ceil((kernel - stride) / 2) samples are trimmed
+    from both ends: T * stride - 1 samples when kernel - stride is odd.
+    """
 
     def __init__(
         self,
@@ -134,16 +143,24 @@ class StreamableConvTranspose1d(StreamingModule[_ConvTransposeState]):
         stride: int = 1,
         causal: bool = False,
         norm: Norm = "none",
+        trim: ConvTransposeTrim = "balanced",
     ) -> None:
         super().__init__()
+        if trim not in ("balanced", "symmetric"):
+            raise ValueError(f"trim must be 'balanced' or 'symmetric', got {trim!r}")
+        if trim == "symmetric" and causal:
+            raise ValueError("trim='symmetric' is for non-causal transposed convolutions only")
         self.convtr = _normed(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride), norm)
-        self.causal, self.stride = causal, stride
+        self.causal, self.stride, self.trim = causal, stride, trim
         self.padding_total = kernel_size - stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.streaming_state is not None:
             return self._step(x, self.streaming_state)
         y = self.convtr(x)
+        if self.trim == "symmetric":
+            side = -(-self.padding_total // 2)
+            return unpad1d(y, side, side)
         right = self.padding_total if self.causal else self.padding_total // 2
         return unpad1d(y, self.padding_total - right, right)
 

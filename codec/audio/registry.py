@@ -1,8 +1,10 @@
 """Named models: folders bundled with the package and folders in the user's model directory.
 
 A model name is the name of a checkpoint folder (config.json + model.safetensors) in
-``codec/audio/pretrained/`` (shipped) or in ``$CODEC_MODELS_DIR`` (default
-``~/.cache/codec/models``). Anything that is an existing path is loaded as a path.
+``codec/audio/bundled/`` (shipped) or in ``$CODEC_MODELS_DIR`` (default
+``~/.cache/codec/models``), or of a well-known codec converted from its official weights
+(``pretrained.PRETRAINED``, e.g. ``encodec_24khz``). Anything that is an existing path is
+loaded as a path.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import torch
 from ..errors import CodecError
 from .checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_info
 from .model import AudioCodec
+from .pretrained import PRETRAINED, entry_for_file, load_pretrained
 
-BUNDLED_DIR = Path(__file__).parent / "pretrained"
+BUNDLED_DIR = Path(__file__).parent / "bundled"  # model folders shipped with the package
 DEFAULT_MODEL: str | None = None  # the shipped default, once one is trained
 
 
@@ -59,10 +62,21 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
     folders = _model_folders()
     if str(name_or_path) in folders:
         return folders[str(name_or_path)]
-    known = ", ".join(folders) or "none registered"
+    known = ", ".join([*folders, *PRETRAINED]) or "none registered"
     raise CodecError(f"No model folder or registered model named {str(name_or_path)!r} (registered: {known}).")
 
 
 def from_pretrained(name_or_path: str | Path | None = None, device: str | torch.device = "cpu") -> AudioCodec:
-    """Load a model by registry name or folder path (None: the default model), in eval mode."""
-    return load_checkpoint(resolve_model(name_or_path), device)
+    """Load a model by name (a model folder's or a converted codec's, see ``codec models``), by
+    folder path, or by the path of an official checkpoint file (None: the default model)."""
+    if isinstance(name_or_path, str) and name_or_path in PRETRAINED and name_or_path not in _model_folders() \
+            and not Path(name_or_path).exists():
+        return load_pretrained(PRETRAINED[name_or_path]).to(device)
+    path = resolve_model(name_or_path)
+    if path.is_file():
+        entry = entry_for_file(path)
+        if entry is None:
+            known = ", ".join(e.filename for e in PRETRAINED.values())
+            raise CodecError(f"{path} is neither a model folder nor a known official checkpoint ({known}).")
+        return load_pretrained(entry, path).to(device)
+    return load_checkpoint(path, device)

@@ -2,8 +2,14 @@
 
 Encoder: conv -> [residual blocks -> strided conv (x2 channels)] per ratio -> LSTM -> conv.
     [B, channels, T] -> [B, dimension, T / hop],  hop = prod(ratios)
-Decoder: the mirror image with transposed convs.
+Decoder: the mirror image with transposed convs (optionally of another width, and ending in tanh).
     [B, dimension, F] -> [B, channels, F * hop]
+
+``convtr_trim="symmetric"`` (non-causal only) trims ceil((k - s) / 2) samples from both ends of
+each transposed conv, as ``nn.ConvTranspose1d(k, s, padding=ceil((k - s) / 2))`` does (DAC):
+an odd stride then gives L * s - 1 samples, and the decoder's last
+``decoder_output_deficit`` samples are not computed; they are returned as zeros, so the decoder
+still gives F * hop samples.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .conv import Norm, PadMode, StreamableConv1d, StreamableConvTranspose1d, StreamableLSTM
+from .conv import ConvTransposeTrim, Norm, PadMode, StreamableConv1d, StreamableConvTranspose1d, StreamableLSTM
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class SEANetConfig:
     norm: Norm = "weight_norm"
     causal: bool = True
     pad_mode: PadMode = "constant"
+    decoder_n_filters: int | None = None  # the decoder's n_filters (None: n_filters)
+    decoder_last_kernel_size: int | None = None  # the decoder's final conv (None: last_kernel_size)
+    final_activation: Literal["none", "tanh"] = "none"  # applied to the decoded audio
+    convtr_trim: ConvTransposeTrim = "balanced"  # see StreamableConvTranspose1d; "symmetric" needs causal=False
 
     def __post_init__(self) -> None:
         positive = ("channels", "dimension", "n_filters", "kernel_size", "last_kernel_size",
@@ -43,6 +53,11 @@ class SEANetConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("decoder_n_filters", "decoder_last_kernel_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive or None, got {getattr(self, name)}")
+        if self.convtr_trim == "symmetric" and self.causal:
+            raise ValueError("convtr_trim='symmetric' is for non-causal models only")
         if not self.ratios or any(r < 1 for r in self.ratios):
             raise ValueError(f"ratios must be positive integers, got {self.ratios}")
         if self.n_residual_layers < 0 or self.lstm_layers < 0:
@@ -51,6 +66,15 @@ class SEANetConfig:
     @property
     def hop_length(self) -> int:
         return math.prod(self.ratios)
+
+    @property
+    def decoder_output_deficit(self) -> int:
+        """How many of its F * hop output samples the decoder does not compute and returns as
+        zeros: 0 unless convtr_trim="symmetric" with an odd stride (DAC 16/24 kHz: 8)."""
+        deficit = 0
+        for ratio in self.ratios:  # transposed conv kernel 2 * ratio: ratio % 2 samples short per layer
+            deficit = deficit * ratio + (ratio % 2 if self.convtr_trim == "symmetric" else 0)
+        return deficit
 
 
 class Snake(nn.Module):
@@ -61,7 +85,8 @@ class Snake(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + torch.sin(self.alpha * x).pow(2) / (self.alpha + 1e-9)
+        # DAC's exact float operations: a reciprocal then a product (not a division)
+        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
 
 
 def _activation(config: SEANetConfig, channels: int) -> nn.Module:
@@ -116,21 +141,27 @@ class SEANetEncoder(nn.Module):
 
 
 class SEANetDecoder(nn.Module):
-    """[B, dimension, F] -> [B, channels, F * hop]."""
+    """[B, dimension, F] -> [B, channels, F * hop] (the last ``decoder_output_deficit`` samples zero)."""
 
     def __init__(self, config: SEANetConfig) -> None:
         super().__init__()
-        nf, mult = config.n_filters, 2 ** len(config.ratios)
+        nf, mult = config.decoder_n_filters or config.n_filters, 2 ** len(config.ratios)
         layers: list[nn.Module] = [_conv(config, config.dimension, mult * nf, config.kernel_size)]
         if config.lstm_layers:
             layers.append(StreamableLSTM(mult * nf, config.lstm_layers))
         for ratio in config.ratios:
-            up = StreamableConvTranspose1d(mult * nf, mult * nf // 2, 2 * ratio, ratio, config.causal, config.norm)
+            up = StreamableConvTranspose1d(mult * nf, mult * nf // 2, 2 * ratio, ratio, config.causal, config.norm,
+                                           config.convtr_trim)
             layers += [_activation(config, mult * nf), up]
             layers += _residual_stack(config, mult * nf // 2)
             mult //= 2
-        layers += [_activation(config, nf), _conv(config, nf, config.channels, config.last_kernel_size)]
+        last_kernel = config.decoder_last_kernel_size or config.last_kernel_size
+        layers += [_activation(config, nf), _conv(config, nf, config.channels, last_kernel)]
+        if config.final_activation == "tanh":
+            layers.append(nn.Tanh())  # pointwise and parameter-free: streaming and state keys unchanged
         self.model = nn.Sequential(*layers)
+        self.deficit = config.decoder_output_deficit
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model(z)
+        y = self.model(z)
+        return nn.functional.pad(y, (0, self.deficit)) if self.deficit else y

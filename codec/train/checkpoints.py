@@ -15,6 +15,7 @@ SIGKILL) leaves either the previous checkpoint or the new one, never a partial o
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -94,7 +95,7 @@ def load_checkpoint_state(path: Path, model: AudioCodec, discriminator: torch.nn
         ema_path = path / "ema.safetensors"
         ema = load_file(str(ema_path), device=str(device)) if ema_path.is_file() else None
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)  # optimizers move it
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, pickle.UnpicklingError) as e:
         first = " ".join(str(e).split())[:200]
         raise CodecError(f"Cannot resume from {path}: {first}.") from None
     set_rng_state(state["rng"])
