@@ -64,7 +64,6 @@ class PretrainedCodec:
     name: str
     url: str
     license: str
-    description: str
     config: Callable[[], AudioCodecConfig]
     convert: Callable[[dict], dict[str, torch.Tensor]]  # official state dict -> AudioCodec state dict
 
@@ -73,39 +72,29 @@ class PretrainedCodec:
         return self.url.rsplit("/", 1)[-1]
 
 
+def _dac_entry(sample_rate: int, rates: list[int], n_codebooks: int, release_file: str) -> PretrainedCodec:
+    return PretrainedCodec(
+        name=f"dac_{sample_rate // 1000}khz",
+        url=f"https://github.com/descriptinc/descript-audio-codec/releases/download/{release_file}",
+        license="MIT (Descript's DAC weights; Kumar et al. 2023)",
+        config=_dac_config(sample_rate, rates, n_codebooks),
+        convert=_dac_weights,
+    )
+
+
 PRETRAINED: dict[str, PretrainedCodec] = {
     "encodec_24khz": PretrainedCodec(
         name="encodec_24khz",
         url="https://dl.fbaipublicfiles.com/encodec/v0/encodec_24khz-d7cc33bc.th",
-        license="CC-BY-NC-4.0 (Meta's EnCodec weights)",
-        description="EnCodec 24 kHz mono, 1.5-24 kbps (Defossez et al. 2022)",
+        license="CC-BY-NC-4.0 (Meta's EnCodec weights; Defossez et al. 2022)",
         config=_encodec_24khz_config,
         convert=_encodec_weights,
     ),
-    "dac_44khz": PretrainedCodec(
-        name="dac_44khz",
-        url="https://github.com/descriptinc/descript-audio-codec/releases/download/0.0.1/weights.pth",
-        license="MIT (Descript)",
-        description="DAC 44.1 kHz, 9 x 1024 codes (7.75 kbps) (Kumar et al. 2023)",
-        config=_dac_config(44100, [2, 4, 8, 8], 9),
-        convert=_dac_weights,
-    ),
-    "dac_24khz": PretrainedCodec(
-        name="dac_24khz",
-        url="https://github.com/descriptinc/descript-audio-codec/releases/download/0.0.4/weights_24khz.pth",
-        license="MIT (Descript)",
-        description="DAC 24 kHz, 32 x 1024 codes (24 kbps)",
-        config=_dac_config(24000, [2, 4, 5, 8], 32),
-        convert=_dac_weights,
-    ),
-    "dac_16khz": PretrainedCodec(
-        name="dac_16khz",
-        url="https://github.com/descriptinc/descript-audio-codec/releases/download/0.0.5/weights_16khz.pth",
-        license="MIT (Descript)",
-        description="DAC 16 kHz, 12 x 1024 codes (6 kbps)",
-        config=_dac_config(16000, [2, 4, 5, 8], 12),
-        convert=_dac_weights,
-    ),
+    **{entry.name: entry for entry in (
+        _dac_entry(44100, [2, 4, 8, 8], 9, "0.0.1/weights.pth"),
+        _dac_entry(24000, [2, 4, 5, 8], 32, "0.0.4/weights_24khz.pth"),
+        _dac_entry(16000, [2, 4, 5, 8], 12, "0.0.5/weights_16khz.pth"),
+    )},
 }
 
 
