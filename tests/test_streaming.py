@@ -133,7 +133,7 @@ def test_non_causal_codec_refuses_to_stream():
     codec = small_codec(causal=False)
     with pytest.raises(ValueError, match="causal"):
         with codec.streaming(1):
-            pass
+            pytest.fail("a non-causal codec entered streaming mode")
     assert not codec.encoder.model[0].is_streaming
 
 
