@@ -45,3 +45,12 @@ def wn_conv2d(
 def complex_to_channels(spec: Tensor) -> Tensor:
     """Complex spectrogram [B, C, F, N] -> real [B, 2C, N, F]: all real parts, then all imaginary parts."""
     return torch.cat([spec.real, spec.imag], dim=1).transpose(-1, -2)
+
+
+def conv_stack(convs: nn.ModuleList, activation: nn.Module, z: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Apply each hidden conv then the activation: (the last activation, every activation)."""
+    features = []
+    for conv in convs:
+        z = activation(conv(z))
+        features.append(z)
+    return z, features

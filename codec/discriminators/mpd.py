@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import DiscriminatorOutput, wn_conv2d
+from .base import DiscriminatorOutput, conv_stack, wn_conv2d
 
 MPD_WIDTHS: tuple[int, ...] = (32, 128, 512, 1024, 1024)
 
@@ -44,11 +44,7 @@ class PeriodDiscriminator(nn.Module):
         return x.reshape(b, c, -1, self.period)
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
-        z = self.fold(x)
-        features = []
-        for conv in self.convs:
-            z = self.activation(conv(z))
-            features.append(z)
+        z, features = conv_stack(self.convs, self.activation, self.fold(x))
         return DiscriminatorOutput(self.conv_post(z), features)
 
 

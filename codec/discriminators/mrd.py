@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import DiscriminatorOutput, complex_to_channels, wn_conv2d
+from .base import DiscriminatorOutput, complex_to_channels, conv_stack, wn_conv2d
 
 MRD_BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 
@@ -77,10 +77,8 @@ class BandSplitSTFTDiscriminator(nn.Module):
         spec = self.spectrogram(x)
         features, outs = [], []
         for (start, stop), stack in zip(self.bands, self.band_convs):
-            z = spec[..., start:stop]
-            for conv in stack:
-                z = self.activation(conv(z))
-                features.append(z)
+            z, band_features = conv_stack(stack, self.activation, spec[..., start:stop])
+            features += band_features
             outs.append(z)
         return DiscriminatorOutput(self.conv_post(torch.cat(outs, dim=-1)), features)
 

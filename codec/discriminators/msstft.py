@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import DiscriminatorOutput, complex_to_channels, wn_conv2d
+from .base import DiscriminatorOutput, complex_to_channels, conv_stack, wn_conv2d
 
 
 class STFTDiscriminator(nn.Module):
@@ -56,11 +56,7 @@ class STFTDiscriminator(nn.Module):
         return complex_to_channels(spec.reshape(b, c, *spec.shape[-2:]))
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
-        z = self.spectrogram(x)
-        features = []
-        for conv in self.convs:
-            z = self.activation(conv(z))
-            features.append(z)
+        z, features = conv_stack(self.convs, self.activation, self.spectrogram(x))
         return DiscriminatorOutput(self.conv_post(z), features)
 
 

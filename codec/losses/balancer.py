@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, autograd
+
+from ..distributed import all_reduce_sum_, is_distributed
 
 
 def _check_names(losses: Mapping[str, Tensor], weights: Mapping[str, float]) -> None:
@@ -74,10 +75,9 @@ class Balancer:
 
     def _sync(self, norms: Tensor, count: int) -> Tensor:
         """Average norms [L] over ranks, weighting each rank by its number of items."""
-        if not (dist.is_available() and dist.is_initialized()):
+        if not is_distributed():
             return norms
-        packed = torch.cat([norms * count, norms.new_tensor([float(count)])])
-        dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+        packed = all_reduce_sum_(torch.cat([norms * count, norms.new_tensor([float(count)])]))
         return packed[:-1] / packed[-1]
 
     def _update_ema(self, norms: dict[str, float]) -> dict[str, float]:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..audio.model import AudioCodec, CodecOutput
 from ..losses.adversarial import feature_matching_loss, generator_loss
+from ..losses.balancer import weighted_sum
 from ..losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss, SISDRLoss, TimeL1Loss
 from .config import TrainConfig
 
@@ -79,7 +80,7 @@ class GeneratorObjective(nn.Module):
         return self.direct_weights[name]
 
     def weighted_sum(self, losses: dict[str, Tensor]) -> Tensor:
-        return sum(self.weights[k] * v for k, v in losses.items())
+        return weighted_sum(losses, self.weights)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters trained with the codec (the semantic projection); frozen networks excluded."""

@@ -85,7 +85,8 @@ class Trainer:
         sr = self.config.model.sample_rate
         segment = int(self.config.data.segment_seconds * sr)
         self.train_set = SegmentDataset(train_cuts, sr, segment, self.config.data, train=True)
-        self.valid_set = SegmentDataset(valid_cuts, sr, None, self.config.data, train=False)
+        # validation re-reads the same few clips every valid_every steps: keep them decoded
+        self.valid_set = SegmentDataset(valid_cuts, sr, None, self.config.data, train=False, cache=True)
 
     def _resume(self) -> None:
         path = latest_checkpoint(self.run_dir)

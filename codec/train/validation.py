@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 
 from ..audio.model import AudioCodec
 from ..data import build_valid_batches
+from ..eval.metrics import pesq_wb
 from ..losses.spectral import mel_distance, si_sdr
 from .logger import TrainLogger
-
-
-def pesq_wb(decoded: torch.Tensor, reference: torch.Tensor, sample_rate: int) -> float | None:
-    """Wide-band PESQ of [T] signals (resampled to 16 kHz); None where PESQ cannot score the clip."""
-    from pesq import PesqError, pesq
-
-    ref, deg = (AF.resample(x.float().cpu(), sample_rate, 16000) if sample_rate != 16000 else x.float().cpu()
-                for x in (reference, decoded))
-    try:
-        return float(pesq(16000, ref.numpy().astype(np.float64), deg.numpy().astype(np.float64), "wb"))
-    except (PesqError, ValueError):
-        return None
 
 
 @torch.no_grad()
@@ -37,7 +25,7 @@ def validate(model: AudioCodec, valid_set, logger: TrainLogger, step: int, n_exa
         sums["mel_distance"].append(float(mel_distance(y, x, model.sample_rate)))
         sums["mel_distance_1q"].append(float(mel_distance(y1, x, model.sample_rate)))
         sums["si_sdr"].append(float(si_sdr(y, x).mean()))
-        score = pesq_wb(y[0, 0], x[0, 0], model.sample_rate)
+        score = pesq_wb(x[0, 0].cpu().numpy(), y[0, 0].float().cpu().numpy(), model.sample_rate)
         if score is not None:
             sums["pesq_wb"].append(score)
         if index < n_examples:
