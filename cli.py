@@ -115,6 +115,8 @@ def encode(
     bandwidth: Annotated[Optional[float], typer.Option(help="Target bitrate in kbps (the highest that fits).")] = None,
     n_q: Annotated[Optional[int], typer.Option("--n-q", help="Number of codebooks (sets the bitrate).")] = None,
     downmix: Annotated[bool, typer.Option(help="Average all channels to mono before coding.")] = False,
+    batch: Annotated[int, typer.Option(min=1, help="Non-causal models: segments coded at once (faster on a GPU; "
+                                                   "may flip near-tie codes).")] = 1,
     force: Force = False,
     device: Device = "cpu",
 ) -> None:
@@ -137,7 +139,8 @@ def encode(
         raise CodecError(f"Cannot use that bitrate: {e}; available: {', '.join(f'{b:g}' for b in codec.bandwidths())} kbps.") from None
 
     def work(src: Path, dst: Path) -> None:
-        header, codes = encode_audio(codec, read_audio(src), levels, loaded.name, loaded.fingerprint, downmix)
+        header, codes = encode_audio(codec, read_audio(src), levels, loaded.name, loaded.fingerprint, downmix,
+                                     batch_size=batch)
         write_cdc(dst, header, codes, force)
 
     _run_each(inputs, outputs, work)
@@ -194,6 +197,9 @@ def info(path: Annotated[Path, typer.Argument(help="A .cdc file.", show_default=
         ("frames", f"{header.num_frames} at {header.frame_rate:g} Hz"),
         ("codebooks", f"{header.num_codebooks} ({', '.join(map(str, header.codebook_sizes))} codes; "
                       f"{', '.join(map(str, header.codebook_bits))} bits)"),
+        *([("segments", f"{header.grid.num_segments} of {header.segment_samples} samples every "
+                        f"{header.segment_stride}{', RMS-normalised' if header.normalized else ''}")]
+          if header.grid else []),
         ("nominal bitrate", f"{header.nominal_bitrate / 1000:.3f} kbps per channel"),
         ("actual bitrate", f"{header.actual_bitrate(size) / 1000:.3f} kbps (file {size} bytes, "
                            f"header {header_overhead(header)} bytes)"),

@@ -168,7 +168,7 @@ def test_foreign_files(tmp_path: Path) -> None:
 
 def test_crafted_headers(tmp_path: Path) -> None:
     header = _header(sizes=(1000,), frames=4)
-    good = dataclasses.asdict(header) | {"codebook_sizes": [1000]}
+    good = {k: v for k, v in dataclasses.asdict(header).items() if k != "scales"} | {"codebook_sizes": [1000]}
     payload = pack_codes(np.full((1, 1, 4), 1023), [10])  # codes above K=1000
     assert "exceeds its codebook size" in _cdc_error(_raw_file(good, payload), tmp_path)
     assert "version 2" in _cdc_error(_raw_file(good, payload, version=2), tmp_path)
@@ -182,11 +182,38 @@ def test_crafted_headers(tmp_path: Path) -> None:
             ("channels", 0), ("channels", True), ("channels", 10**9), ("sample_rate", -16000),
             ("num_frames", 2**60), ("num_samples", 10**12), ("frame_rate", "50"),
             ("codebook_sizes", []), ("codebook_sizes", [1]), ("codebook_sizes", [2**40]),
-            ("codebook_sizes", 1024), ("model", None),
+            ("codebook_sizes", 1024), ("model", None), ("normalized", 1), ("segment_samples", -5),
+            ("segment_samples", 640),  # a segment grid without stride and length
         ]),
+        json.dumps({**good, "segment_samples": 640, "segment_stride": 320, "model_num_samples": 4000}).encode(),  # 19 frames, not 4
         json.dumps(good).replace("50.0", "NaN").encode(),
     ]
     for blob in bad_headers:
         assert "invalid header" in _cdc_error(_raw_file(blob, ok_payload), tmp_path), blob
+    old = {k: v for k, v in good.items() if k not in ("segment_samples", "segment_stride", "model_num_samples",
+                                                       "normalized")}
+    assert decode_cdc(_raw_file(old, ok_payload))[0] == header  # files written before segmented coding
+
+
+def test_segmented_file_with_scales(tmp_path: Path) -> None:
+    """Two segments x 2 channels: the float32 scales follow the codes and come back exactly."""
+    base = _header(sizes=(1024, 1024), frames=4)
+    header = dataclasses.replace(base, channels=2, segment_samples=960, segment_stride=640, model_num_samples=960,
+                                 normalized=True, scales=(0.5, 0.25, 1e-8 + 0.125, 3.0))
+    header = dataclasses.replace(header, scales=tuple(float(np.float32(v)) for v in header.scales))
+    assert header.num_scales == 4 and header.grid.frames(320) == [3, 1]
+    codes = _codes(np.random.default_rng(8), header)
+    data = encode_cdc(header, codes)
+    back, out = decode_cdc(data)
+    assert back == header and torch.equal(out, codes)
+    assert len(data) == header_overhead(header) + math.ceil(header.payload_bits / 8)
+    assert "truncated" in _cdc_error(data[:-6] + struct.pack(">I", zlib.crc32(data[:-6])), tmp_path)
+    for bad in [header.scales[:3], (0.0, 1.0, 1.0, 1.0), (float("nan"), 1.0, 1.0, 1.0)]:
+        with pytest.raises(ValueError, match="scales"):
+            encode_cdc(dataclasses.replace(header, scales=bad), codes)
+    nan = bytearray(data)
+    nan[-8:-4] = struct.pack(">f", float("nan"))
+    nan[-4:] = struct.pack(">I", zlib.crc32(bytes(nan[:-4])))
+    assert "invalid header" in _cdc_error(bytes(nan), tmp_path)
     huge = b"CDCF\x01" + struct.pack(">I", 2**31) + b"{}"
     assert "header" in _cdc_error(huge + struct.pack(">I", zlib.crc32(huge)), tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from codec.audio.io import resample
 from codec.config import config_from_dict, config_to_dict
 from codec.data import (DataConfig, SegmentDataset, StepBatchSampler, build_train_loader, build_valid_batches,
                         prepare_manifests)
-from codec.data.transforms import rms_db
+from codec.data.transforms import change_speed, rms_db
 from codec.errors import CodecError
 
 from . import corpora
@@ -195,7 +196,8 @@ def test_config_validation_and_round_trip() -> None:
                          ({"loudness_db": 3.0}, "loudness_db"), ({"min_seconds": -1.0}, "min_seconds"),
                          ({"subsets": ("",)}, "subsets"), ({"num_workers": -1}, "num_workers"),
                          ({"subsets": ("train",)}, "subsets apply only to"),
-                         ({"language": "en"}, "language applies only to")]:
+                         ({"language": "en"}, "language applies only to"),
+                         ({"speed_factors": (0.9, 3.0)}, "speed_factors")]:
         with pytest.raises(ValueError, match=message):
             DataConfig(**{"corpus": "folder", **bad})
 
@@ -233,6 +235,24 @@ def test_dataset_training_items(small_set) -> None:
     assert all(torch.equal(cached[(i, 5)], ds_i) for i, ds_i in
                [(i, SegmentDataset(train, 24000, 12000, config, train=True)[(i, 5)]) for i in range(len(train))])
     assert torch.equal(cached[(1, 5)], cached[(1, 5)]) and len(cached._clips) == len(train)
+
+
+def test_speed_perturbation(small_set) -> None:
+    t = torch.arange(16000) / 16000
+    tone = torch.sin(2 * math.pi * 1000 * t)[None]
+    for factor in (0.9, 1.05, 1.1):
+        fast = change_speed(tone, factor)
+        assert abs(fast.shape[-1] - 16000 / factor) <= 1
+        peak_hz = torch.fft.rfft(fast[0]).abs().argmax().item() * 16000 / fast.shape[-1]
+        assert peak_hz == pytest.approx(1000 * factor, abs=2)  # pitch scaled by the factor
+    assert change_speed(tone, 1.0) is tone
+    train, _, config = small_set
+    plain = SegmentDataset(train, 16000, 8000, replace(config, gain_db=(0.0, 0.0)), train=True)
+    perturbed = SegmentDataset(train, 16000, 8000, replace(config, gain_db=(0.0, 0.0), speed_factors=(0.9, 1.1)),
+                               train=True)
+    items = [perturbed[(0, s)] for s in range(6)]
+    assert all(x.shape == (1, 8000) for x in items) and torch.equal(items[0], perturbed[(0, 0)])  # seeded
+    assert not any(torch.allclose(x, plain[(0, s)]) for s, x in enumerate(items))  # never the plain crop
 
 
 def test_dataset_validation_items(small_set) -> None:

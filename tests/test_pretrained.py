@@ -14,7 +14,8 @@ from codec.audio.convert import encodec_config
 from codec.audio.pretrained import PRETRAINED
 from codec.errors import CodecError
 
-from .test_convert import CLIP, _reference_codes, clips, reference  # noqa: F401  (fixtures)
+from .test_convert import (CLIP, SECONDS_48K, _reference_codes, _stereo_48k, clips, reference,  # noqa: F401
+                           reference_48k)
 
 ENTRY = PRETRAINED["encodec_24khz"]
 
@@ -94,3 +95,31 @@ def test_dac_registry_configs_are_the_released_ones(name, kwargs):
         ours = AudioCodec(PRETRAINED[name].config())
     assert PRETRAINED[name].config() == dac_config(reference)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.slow
+def test_encodec_48khz_file_through_the_cli(reference_48k, tmp_path):  # noqa: F811
+    """The 48 kHz official file name -> registry config (equal to the converter's), then a 2.5 s
+    stereo file is encoded in 3 RMS-normalised segments, listed by `codec info`, and decoded."""
+    entry = PRETRAINED["encodec_48khz"]
+    assert entry.config() == encodec_config(reference_48k)
+    official = tmp_path / entry.filename
+    torch.save(reference_48k.state_dict(), official)
+    wav, cdc, out = tmp_path / "st.wav", tmp_path / "st.cdc", tmp_path / "st.flac"
+    sf.write(wav, _stereo_48k()[0].T.numpy(), 48000)
+    runner = CliRunner()
+    result = runner.invoke(cli.app, ["encode", str(wav), "-o", str(cdc), "--model", str(official), "--bandwidth", "6"])
+    assert result.exit_code == 0, result.stderr
+    batched = tmp_path / "batched.cdc"
+    result = runner.invoke(cli.app, ["encode", str(wav), "-o", str(batched), "--model", str(official), "--n-q", "4",
+                                     "--batch", "4"])  # the two full segments in one batch
+    assert result.exit_code == 0, result.stderr
+    header, codes = read_cdc(cdc)
+    assert (read_cdc(batched)[1] == codes).float().mean() > 0.9  # equal but for near ties
+    assert codes.shape == (1, 4, 378) and header.channels == 1 and len(header.scales) == 3
+    info = runner.invoke(cli.app, ["info", str(cdc)])
+    assert "3 of 48000 samples every 47520, RMS-normalised" in info.stdout
+    result = runner.invoke(cli.app, ["decode", str(cdc), "-o", str(out), "--model", str(official)])
+    assert result.exit_code == 0, result.stderr
+    decoded, sr = sf.read(out, dtype="float32")
+    assert sr == 48000 and decoded.shape == (SECONDS_48K, 2) and abs(decoded).max() > 0.01

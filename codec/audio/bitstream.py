@@ -8,7 +8,12 @@ Byte layout (all integers big-endian)::
     5           4     N: header length in bytes (uint32)
     9           N     header: UTF-8 JSON object with the fields of ``CdcHeader``
     9+N         P     payload: codes [C, Q, F], P = ceil(C * F * sum(bits_q) / 8)
-    9+N+P       4     CRC32 (zlib.crc32, uint32) of bytes [0, 9+N+P)
+    9+N+P       4 C S scales [C, S] as float32 (only when the header says normalized=true)
+    ...         4     CRC32 (zlib.crc32, uint32) of all bytes before it
+
+Segmented files (non-causal models, see segments.py) give the segment grid in the header
+(segment_samples, segment_stride, model_num_samples at the model rate); the F frames are the
+segments' frames one after the other, S is the number of segments.
 
 Payload bit order, MSB first, zero-padded to a whole byte::
 
@@ -26,6 +31,7 @@ import os
 import struct
 import zlib
 from collections.abc import Sequence
+import dataclasses
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -35,6 +41,8 @@ import torch
 from codec.audio.io import atomic_write, check_readable
 from codec.errors import CodecError
 from codec.tokens import TokenSpec
+
+from .segments import SegmentGrid
 
 MAGIC = b"CDCF"
 VERSION = 1
@@ -58,6 +66,26 @@ class CdcHeader:
     num_samples: int  # original length at the original rate
     num_frames: int
     codebook_sizes: tuple[int, ...]  # K_q per level used
+    segment_samples: int = 0  # segmented coding: samples per segment at the model rate (0: one piece)
+    segment_stride: int = 0  # segmented coding: samples between segment starts
+    model_num_samples: int = 0  # segmented coding: the length at the model rate
+    normalized: bool = False  # a float32 scale per channel and segment follows the codes
+    scales: tuple[float, ...] = ()  # those scales, channel-major [C * S]; stored after the codes, not in the JSON
+
+    @property
+    def grid(self) -> SegmentGrid | None:
+        """The segment grid of a segmented file, else None."""
+        if self.segment_samples == 0:
+            return None
+        return SegmentGrid(self.segment_samples, self.segment_stride, self.model_num_samples)
+
+    @property
+    def num_scales(self) -> int:
+        """float32 scales stored after the codes: channels x segments, or 0."""
+        valid = all(type(v) is int and v > 0 for v in (self.channels, self.segment_stride, self.model_num_samples))
+        if not (self.normalized is True and self.segment_samples and valid):
+            return 0  # (an invalid grid fails validation)
+        return self.channels * -(-self.model_num_samples // self.segment_stride)
 
     @property
     def num_codebooks(self) -> int:
@@ -75,6 +103,7 @@ class CdcHeader:
 
     @property
     def payload_bits(self) -> int:
+        """Bits of the packed codes (the scales come after them, byte-aligned)."""
         return self.channels * self.num_frames * sum(self.codebook_bits)
 
     @property
@@ -87,8 +116,8 @@ class CdcHeader:
         """Bits per second of a whole file of ``file_size`` bytes (header included)."""
         return file_size * 8 / self.duration
 
-    def validate(self) -> None:
-        """Raise ValueError unless every field has a sane type and value."""
+    def validate(self, with_scales: bool = True) -> None:
+        """Raise ValueError unless every field (``scales`` only if ``with_scales``) has a sane type and value."""
         for name in ("model", "model_fingerprint"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string")
@@ -109,6 +138,22 @@ class CdcHeader:
             raise ValueError(f"codebook_sizes must be a tuple of 1..{MAX_CODEBOOKS} sizes")
         if any(type(k) is not int or not 2 <= k <= 1 << MAX_CODE_BITS for k in ks):
             raise ValueError(f"codebook sizes must be integers in [2, 2**{MAX_CODE_BITS}]")
+        if type(self.normalized) is not bool:
+            raise ValueError(f"normalized must be true or false, got {self.normalized!r}")
+        seg = (self.segment_samples, self.segment_stride, self.model_num_samples)
+        if any(type(v) is not int or not 0 <= v < 1 << 48 for v in seg):
+            raise ValueError(f"segment fields must be integers >= 0, got {seg}")
+        if self.segment_samples or self.normalized:
+            if not 1 <= self.segment_stride <= self.segment_samples or self.model_num_samples < 1:
+                raise ValueError(f"segment grid {seg} needs 1 <= stride <= segment and a positive length")
+            if self.model_num_samples // self.segment_stride > 1 << 24:
+                raise ValueError(f"segment grid {seg} has too many segments")
+            hop = round(self.sample_rate / fr)
+            if sum(self.grid.frames(hop)) != self.num_frames:
+                raise ValueError(f"the segment grid {seg} does not give {self.num_frames} frames")
+        if with_scales and (not isinstance(self.scales, tuple) or len(self.scales) != self.num_scales or
+                            any(not (type(v) is float and math.isfinite(v) and v > 0) for v in self.scales)):
+            raise ValueError(f"expected {self.num_scales} positive finite scales, got {len(self.scales)}")
         if self.duration > (self.num_frames + 1) / fr + 1.0:
             raise ValueError(
                 f"num_samples ({self.num_samples}) is far longer than {self.num_frames} frames"
@@ -156,15 +201,19 @@ def unpack_codes(data: bytes, shape: tuple[int, int, int], bits: Sequence[int]) 
     return rows.reshape(c, f, q).transpose(0, 2, 1).copy()
 
 
+_SCALE = np.dtype(">f4")
+
+
 def _header_json(header: CdcHeader) -> bytes:
     d = asdict(header)
     d["codebook_sizes"] = list(header.codebook_sizes)
+    del d["scales"]  # binary, after the codes
     return json.dumps(d, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def header_overhead(header: CdcHeader) -> int:
-    """Bytes of a .cdc file that are not payload: prefix + JSON header + CRC."""
-    return _PREFIX.size + len(_header_json(header)) + _CRC.size
+    """Bytes of a .cdc file that are not packed codes: prefix + JSON header + scales + CRC."""
+    return _PREFIX.size + len(_header_json(header)) + 4 * len(header.scales) + _CRC.size
 
 
 def encode_cdc(header: CdcHeader, codes: torch.Tensor) -> bytes:
@@ -178,7 +227,8 @@ def encode_cdc(header: CdcHeader, codes: torch.Tensor) -> bytes:
     if ((arr < 0) | (arr >= sizes)).any():
         raise ValueError("codes exceed their codebook sizes")
     meta = _header_json(header)
-    body = _PREFIX.pack(MAGIC, VERSION, len(meta)) + meta + pack_codes(arr, header.codebook_bits)
+    scales = np.asarray(header.scales, dtype=_SCALE).tobytes()
+    body = _PREFIX.pack(MAGIC, VERSION, len(meta)) + meta + pack_codes(arr, header.codebook_bits) + scales
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -188,13 +238,14 @@ def _crc_ok(data: bytes) -> bool:
 
 def _parse_header(meta: bytes) -> CdcHeader:
     d = json.loads(meta.decode("utf-8"))
-    names = {f.name for f in fields(CdcHeader)}
-    if not isinstance(d, dict) or set(d) != names:
-        raise ValueError(f"the header must have exactly the fields {sorted(names)}")
+    names = {f.name for f in fields(CdcHeader)} - {"scales"}
+    optional = {"segment_samples", "segment_stride", "model_num_samples", "normalized"}  # newer than v1's first files
+    if not isinstance(d, dict) or not names - optional <= set(d) <= names:
+        raise ValueError(f"the header must have the fields {sorted(names)}")
     if not isinstance(d["codebook_sizes"], list):
         raise ValueError("codebook_sizes must be a list")
     header = CdcHeader(**{**d, "codebook_sizes": tuple(d["codebook_sizes"])})
-    header.validate()
+    header.validate(with_scales=False)
     return header
 
 
@@ -219,12 +270,18 @@ def decode_cdc(data: bytes, source: str = "The .cdc data") -> tuple[CdcHeader, t
         raise fail("is truncated")
     try:
         header = _parse_header(data[_PREFIX.size : _PREFIX.size + meta_len])
+        num_scales = header.num_scales
+        payload_len = math.ceil(header.payload_bits / 8)
+        scales_at = _PREFIX.size + meta_len + payload_len
+        scales = np.frombuffer(data[scales_at:scales_at + num_scales * 4], dtype=_SCALE)
+        if len(scales) == num_scales:  # else truncated: reported below
+            header = dataclasses.replace(header, scales=tuple(float(v) for v in scales))
+            header.validate()
     except (ValueError, TypeError, RecursionError) as e:  # JSON, UTF-8 and field errors
         if not _crc_ok(data):
             raise fail("is corrupted (checksum mismatch)") from None
         raise fail(f"has an invalid header ({' '.join(str(e).split())})") from None
-    payload_len = math.ceil(header.payload_bits / 8)
-    expected = _PREFIX.size + meta_len + payload_len + _CRC.size
+    expected = scales_at + num_scales * 4 + _CRC.size
     if n < expected:
         raise fail(f"is truncated ({n} bytes, but its header implies {expected})")
     if not _crc_ok(data):

@@ -36,7 +36,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from .streaming import StreamingModule
 
-Norm = Literal["weight_norm", "none"]
+Norm = Literal["weight_norm", "time_group_norm", "none"]
 PadMode = Literal["constant", "reflect", "replicate"]
 ConvTransposeTrim = Literal["balanced", "symmetric"]
 
@@ -68,6 +68,11 @@ def _normed(module: nn.Module, norm: Norm) -> nn.Module:
     return weight_norm(module) if norm == "weight_norm" else module
 
 
+def _output_norm(channels: int, norm: Norm) -> nn.Module:
+    """GroupNorm(1, C) over channels and time of each item for "time_group_norm" (EnCodec 48 kHz)."""
+    return nn.GroupNorm(1, channels) if norm == "time_group_norm" else nn.Identity()
+
+
 @dataclass
 class _ConvState:
     previous: torch.Tensor  # [B, C_in, P] input samples still needed by the next window
@@ -89,6 +94,7 @@ class StreamableConv1d(StreamingModule[_ConvState]):
     ) -> None:
         super().__init__()
         self.conv = _normed(nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation), norm)
+        self.norm = _output_norm(out_channels, norm)
         self.causal, self.pad_mode = causal, pad_mode
         self.stride = stride
         self.effective_kernel = (kernel_size - 1) * dilation + 1
@@ -103,11 +109,11 @@ class StreamableConv1d(StreamingModule[_ConvState]):
         else:
             right = self.padding_total // 2
             left, right = self.padding_total - right, right + extra
-        return self.conv(pad1d(x, left, right, self.pad_mode))
+        return self.norm(self.conv(pad1d(x, left, right, self.pad_mode)))
 
     def check_streamable(self) -> None:
-        if not self.causal or self.pad_mode != "constant":
-            raise ValueError("only causal convolutions with zero padding can stream")
+        if not self.causal or self.pad_mode != "constant" or not isinstance(self.norm, nn.Identity):
+            raise ValueError("only causal convolutions with zero padding and no time_group_norm can stream")
 
     def init_streaming_state(self, batch_size: int) -> _ConvState:
         device, dtype = self._device_dtype()
@@ -151,13 +157,14 @@ class StreamableConvTranspose1d(StreamingModule[_ConvTransposeState]):
         if trim == "symmetric" and causal:
             raise ValueError("trim='symmetric' is for non-causal transposed convolutions only")
         self.convtr = _normed(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride), norm)
+        self.norm = _output_norm(out_channels, norm)  # before the trim, as in EnCodec
         self.causal, self.stride, self.trim = causal, stride, trim
         self.padding_total = kernel_size - stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.streaming_state is not None:
             return self._step(x, self.streaming_state)
-        y = self.convtr(x)
+        y = self.norm(self.convtr(x))
         if self.trim == "symmetric":
             side = -(-self.padding_total // 2)
             return unpad1d(y, side, side)
@@ -165,8 +172,8 @@ class StreamableConvTranspose1d(StreamingModule[_ConvTransposeState]):
         return unpad1d(y, self.padding_total - right, right)
 
     def check_streamable(self) -> None:
-        if not self.causal:
-            raise ValueError("only causal transposed convolutions can stream")
+        if not self.causal or not isinstance(self.norm, nn.Identity):
+            raise ValueError("only causal transposed convolutions without time_group_norm can stream")
 
     def init_streaming_state(self, batch_size: int) -> _ConvTransposeState:
         device, dtype = self._device_dtype()

@@ -23,10 +23,20 @@ class AudioCodecConfig:
     sample_rate: int = 16000
     seanet: SEANetConfig = field(default_factory=SEANetConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    # file coding of non-causal models (see segments.py): causal models stream instead
+    segment_seconds: float | None = None  # independent segments of this length (EnCodec 48 kHz: 1 s)
+    segment_overlap: float = 0.01  # fraction of a segment cross-faded with the next one
+    normalize: bool = False  # code each segment divided by its RMS; the scale is stored with the codes
 
     def __post_init__(self) -> None:
         if self.sample_rate < 1:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if self.segment_seconds is not None and not self.segment_seconds > 0:
+            raise ValueError(f"segment_seconds must be > 0 or None, got {self.segment_seconds}")
+        if not 0 <= self.segment_overlap < 1:
+            raise ValueError(f"segment_overlap must be in [0, 1), got {self.segment_overlap}")
+        if (self.normalize or self.segment_seconds is not None) and self.seanet.causal:
+            raise ValueError("segment_seconds and normalize are for non-causal models (causal ones stream)")
 
     @property
     def hop_length(self) -> int:
@@ -114,7 +124,13 @@ class AudioCodec(StreamingModule[_CodecStreamState]):
         return nn.functional.pad(x, (0, frames * self.hop_length - x.shape[-1]))
 
     def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, C, T] -> continuous latent [B, D, ceil(T / hop)] (before quantization)."""
+        """[B, C, T] -> continuous latent [B, D, ceil(T / hop)] (before quantization).
+
+        The input is zero-padded to whole frames first (as streaming does), except with reflect
+        padding, where every conv pads the last partial frame itself (as EnCodec does).
+        """
+        if self.config.seanet.pad_mode == "reflect" and x.shape[-1] > 0:
+            return self.encoder(x)
         return self.encoder(self._pad_to_frames(x))
 
     def decode_latent(self, z: torch.Tensor) -> torch.Tensor:

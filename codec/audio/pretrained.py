@@ -26,15 +26,20 @@ from .model import AudioCodec, AudioCodecConfig
 from .seanet import SEANetConfig
 
 
-def _encodec_24khz_config() -> AudioCodecConfig:
-    """EnCodec 24 kHz: causal SEANet, weight norm, reflect padding, 1x1 shortcuts, 32 x 1024 codes."""
-    seanet = SEANetConfig(channels=1, dimension=128, n_filters=32, ratios=(8, 5, 4, 2), n_residual_layers=1,
-                          kernel_size=7, last_kernel_size=7, residual_kernel_size=3, dilation_base=2, compress=2,
-                          true_skip=False, lstm_layers=2, activation="elu", norm="weight_norm", causal=True,
-                          pad_mode="reflect")
-    quantizer = QuantizerConfig(kind="ema", num_codebooks=32, codebook_size=1024, ema_decay=0.99, kmeans_iters=50,
-                                dead_code_threshold=2.0)
-    return AudioCodecConfig(sample_rate=24000, seanet=seanet, quantizer=quantizer)
+def _encodec_config(sample_rate: int, channels: int, num_codebooks: int) -> Callable[[], AudioCodecConfig]:
+    """EnCodec's SEANet (reflect padding, 1x1 shortcuts, 1024-code EMA RVQ): causal with weight norm
+    at 24 kHz; at 48 kHz non-causal with time_group_norm, coded in 1 s segments scaled by their RMS."""
+    def config() -> AudioCodecConfig:
+        causal = sample_rate == 24000
+        seanet = SEANetConfig(channels=channels, dimension=128, n_filters=32, ratios=(8, 5, 4, 2),
+                              n_residual_layers=1, kernel_size=7, last_kernel_size=7, residual_kernel_size=3,
+                              dilation_base=2, compress=2, true_skip=False, lstm_layers=2, activation="elu",
+                              norm="weight_norm" if causal else "time_group_norm", causal=causal, pad_mode="reflect")
+        quantizer = QuantizerConfig(kind="ema", num_codebooks=num_codebooks, codebook_size=1024, ema_decay=0.99,
+                                    kmeans_iters=50, dead_code_threshold=2.0)
+        segments = {} if causal else {"segment_seconds": 1.0, "segment_overlap": 0.01, "normalize": True}
+        return AudioCodecConfig(sample_rate=sample_rate, seanet=seanet, quantizer=quantizer, **segments)
+    return config
 
 
 def _encodec_weights(state: dict) -> dict[str, torch.Tensor]:
@@ -87,7 +92,14 @@ PRETRAINED: dict[str, PretrainedCodec] = {
         name="encodec_24khz",
         url="https://dl.fbaipublicfiles.com/encodec/v0/encodec_24khz-d7cc33bc.th",
         license="CC-BY-NC-4.0 (Meta's EnCodec weights; Defossez et al. 2022)",
-        config=_encodec_24khz_config,
+        config=_encodec_config(24000, 1, 32),
+        convert=_encodec_weights,
+    ),
+    "encodec_48khz": PretrainedCodec(
+        name="encodec_48khz",
+        url="https://dl.fbaipublicfiles.com/encodec/v0/encodec_48khz-7e698e3e.th",
+        license="CC-BY-NC-4.0 (Meta's EnCodec weights; Defossez et al. 2022)",
+        config=_encodec_config(48000, 2, 16),
         convert=_encodec_weights,
     ),
     **{entry.name: entry for entry in (

@@ -56,6 +56,8 @@ class SEANetConfig:
         for name in ("decoder_n_filters", "decoder_last_kernel_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive or None, got {getattr(self, name)}")
+        if self.norm == "time_group_norm" and self.causal:
+            raise ValueError("norm='time_group_norm' normalises over the whole input: non-causal models only")
         if self.convtr_trim == "symmetric" and self.causal:
             raise ValueError("convtr_trim='symmetric' is for non-causal models only")
         if not self.ratios or any(r < 1 for r in self.ratios):

@@ -29,12 +29,14 @@ class DataConfig:
     valid_seconds: float = 4.0  # validation clips are cut to at most this length
     loudness_db: float | None = -20.0  # RMS level of each clip in dBFS; None = keep the level as recorded
     gain_db: tuple[float, float] = (-6.0, 6.0)  # random training gain range in dB; (0, 0) = off
+    speed_factors: tuple[float, ...] = ()  # training speed perturbation, one factor drawn per crop; () = off
     min_seconds: float = 0.0  # drop clips shorter than this
     num_workers: int = 0  # DataLoader worker processes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "subsets", tuple(self.subsets))  # lists from JSON/YAML configs
         object.__setattr__(self, "gain_db", tuple(float(g) for g in self.gain_db))
+        object.__setattr__(self, "speed_factors", tuple(float(f) for f in self.speed_factors))
         names = get_args(CorpusName)
         low, high = self.gain_db if len(self.gain_db) == 2 else (math.nan, math.nan)
         checks = [
@@ -54,6 +56,8 @@ class DataConfig:
              f"loudness_db must be <= 0 dBFS or null, got {self.loudness_db}"),
             (_finite(low) and _finite(high) and low <= high,
              f"gain_db must be two finite numbers [low, high] with low <= high, got {self.gain_db}"),
+            (all(0.5 <= f <= 2.0 for f in self.speed_factors),
+             f"speed_factors must lie in [0.5, 2], got {self.speed_factors}"),
             (_finite(self.min_seconds) and self.min_seconds >= 0, f"min_seconds must be >= 0, got {self.min_seconds}"),
             (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}"),
         ]

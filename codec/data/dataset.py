@@ -1,10 +1,12 @@
 """SegmentDataset: cuts -> mono clips at the model's rate, level-normalised, cropped and augmented.
 
-Items are addressed by ``(index, seed)``: the seed alone decides the crop offset and the
-gain, so a batch can be rebuilt exactly (resuming, several ranks, several workers).
+Items are addressed by ``(index, seed)``: the seed alone decides the crop offset, the
+speed and the gain, so a batch can be rebuilt exactly (resuming, several ranks, several workers).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -15,7 +17,8 @@ from torch.utils.data import Dataset
 from codec.audio.io import read_audio, resample, to_channels
 
 from .config import DataConfig
-from .transforms import fit_length, limit_peak, normalize_rms, random_gain_db, random_offset
+from .transforms import (change_speed, fit_length, limit_peak, normalize_rms, random_choice, random_gain_db,
+                         random_offset)
 
 
 class SegmentDataset(Dataset[torch.Tensor]):
@@ -26,7 +29,9 @@ class SegmentDataset(Dataset[torch.Tensor]):
 
     - training (``train=True``): item ``(index, seed)`` (a bare ``index``: seed 0) is a random
       crop of ``segment_samples`` (clips shorter than that are zero-padded at the end; None =
-      the whole clip), times a random gain from ``config.gain_db``, both drawn from ``seed``;
+      the whole clip), sped up by a factor drawn from ``config.speed_factors`` (pitch and tempo
+      change together, as in ASR speed perturbation), times a random gain from ``config.gain_db``,
+      all drawn from ``seed``;
     - validation: item ``index`` (or ``(index, any seed)``) is the first ``valid_seconds`` of
       the clip (shorter clips are kept whole, not padded), without gain; segment_samples is unused.
 
@@ -73,7 +78,10 @@ class SegmentDataset(Dataset[torch.Tensor]):
             return limit_peak(x[..., :self.valid_samples].clone())
         generator = torch.Generator().manual_seed(seed % 2**63)
         length = self.segment_samples or x.shape[-1]
-        x = fit_length(x, length, random_offset(x.shape[-1], length, generator))
+        speed = random_choice(self.config.speed_factors, generator)
+        source_length = length if speed == 1.0 else math.ceil(length * speed) + 1  # resampling may lose one
+        x = fit_length(x, source_length, random_offset(x.shape[-1], source_length, generator))
+        x = fit_length(change_speed(x, speed), length)
         gain_db = random_gain_db(*self.config.gain_db, generator)
         return limit_peak(x * 10 ** (gain_db / 20))  # a new tensor: the cached clip is never modified
 

@@ -1,4 +1,4 @@
-"""Level and length operations on clips [C, T]: RMS normalisation, crops, gain, peak safety."""
+"""Level, length and speed operations on clips [C, T]: RMS normalisation, crops, gain, speed, peak safety."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torchaudio.functional as AF
 
 SILENCE_RMS = 1e-5  # -100 dBFS: quieter clips are left as they are instead of being amplified
 
@@ -46,3 +47,18 @@ def random_gain_db(low: float, high: float, generator: torch.Generator) -> float
     """A gain drawn uniformly from [low, high] dB."""
     u = torch.rand((), generator=generator, dtype=torch.float64).item()
     return low + (high - low) * u
+
+
+def change_speed(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """[C, T] played ``factor`` times faster: [C, ~T / factor], pitch and formants scaled by ``factor``.
+
+    Resamples by the ratio round(100 * factor) / 100, so factors are used to two decimals.
+    """
+    orig = round(100 * factor)
+    return x if orig == 100 else AF.resample(x, orig, 100)
+
+
+def random_choice(values: tuple[float, ...], generator: torch.Generator) -> float:
+    """One of ``values`` uniformly (always one draw, so later draws do not shift); 1.0 when empty."""
+    index = int(torch.randint(max(len(values), 1), (1,), generator=generator).item())
+    return values[index] if values else 1.0

@@ -15,11 +15,14 @@ The codebook state is copied as it is: ``initialized`` is true for every trained
 codebook, so k-means never runs again, and the EMA statistics let fine-tuning continue
 EnCodec's own codebook updates (dead-code restarts included).
 
-The 24 kHz model converts exactly. The 48 kHz model does not: see ``unsupported_features``.
-Note that EnCodec pads the last incomplete frame inside each convolution (reflect padding),
-whereas ``AudioCodec.encode`` zero-pads the input to whole frames first: codes are equal for
-inputs whose length is a multiple of the hop (320), and ``converted.encoder(x)`` equals the
-reference encoder for every length.
+Both released models convert exactly: 24 kHz mono (causal, weight norm) and 48 kHz stereo
+(non-causal, GroupNorm after every conv, coded in 1 s segments with 1% overlap, each divided by
+its RMS; AudioCodecConfig.segment_seconds / segment_overlap / normalize, see segments.py), e.g.::
+
+    encoder.model.0.conv.norm.weight              -> encoder.model.0.norm.weight
+
+Codes are equal at every input length: with reflect padding, AudioCodec.encode lets each conv
+pad the last partial frame, as EnCodec does.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch
 from torch import nn
 
 from ...quantization import QuantizerConfig
-from ..conv import PadMode
+from ..conv import Norm, PadMode
 from ..model import AudioCodec, AudioCodecConfig
 from ..seanet import SEANetConfig
 
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 _RENAMES = [
     (re.compile(r"\.conv\.conv\."), ".conv."),
     (re.compile(r"\.convtr\.convtr\."), ".convtr."),
+    (re.compile(r"\.(conv|convtr)\.norm\."), ".norm."),  # time_group_norm (48 kHz)
     (re.compile(r"\.weight_g$"), ".parametrizations.weight.original0"),
     (re.compile(r"\.weight_v$"), ".parametrizations.weight.original1"),
     (re.compile(r"^quantizer\.vq\.layers\.(\d+)\._codebook\."), r"quantizer.levels.\1.codebook."),
@@ -56,17 +60,12 @@ def unsupported_features(model: EncodecModel) -> list[str]:
     from encodec.modules.seanet import SEANetResnetBlock
 
     missing = []
-    if model.normalize:
-        missing.append("per-segment input normalisation (normalize=True: audio divided by its RMS, "
-                       "a scale stored with each segment's codes and multiplied back after decoding)")
-    if model.segment is not None:
-        missing.append(f"segmented coding with overlap-add (segment={model.segment} s, overlap={model.overlap}: "
-                       "independent segments, decoded segments joined by a linear cross-fade)")
     convs = [m for m in model.modules() if isinstance(m, (SConv1d, SConvTranspose1d))]
     norms = {m.convtr.norm_type if isinstance(m, SConvTranspose1d) else m.conv.norm_type for m in convs}
-    for norm in sorted(norms - {"weight_norm", "none"}):
-        detail = " (GroupNorm(1, C) with affine weights after every conv)" if norm == "time_group_norm" else ""
-        missing.append(f"conv normalisation {norm!r}{detail}")
+    for norm in sorted(norms - set(get_args(Norm))):
+        missing.append(f"conv normalisation {norm!r}")
+    if (model.normalize or model.segment is not None) and all(m.causal for m in convs):
+        missing.append("segments or normalisation in a causal model (AudioCodec streams causal models)")
     if len(norms) > 1 or len({m.causal for m in convs}) > 1:
         missing.append("a mix of normalisations or of causal and non-causal convolutions")
     pad_modes = {m.pad_mode for m in convs if isinstance(m, SConv1d)}
@@ -127,7 +126,8 @@ def encodec_config(model: EncodecModel) -> AudioCodecConfig:
         dead_code_threshold=float(rvq.threshold_ema_dead_code),
         commitment_weight=float(rvq.vq.layers[0].commitment_weight),
     )
-    return AudioCodecConfig(sample_rate=model.sample_rate, seanet=seanet, quantizer=quantizer)
+    return AudioCodecConfig(sample_rate=model.sample_rate, seanet=seanet, quantizer=quantizer,
+                            segment_seconds=model.segment, segment_overlap=model.overlap, normalize=model.normalize)
 
 
 def encodec_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
