@@ -16,10 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/python scripts/init_model.py --preset speech_16khz --calibrate samples/*.flac --force $(DEMO)/model
-	$(BIN)/codec encode samples/*.flac -o $(DEMO)/codes --model $(DEMO)/model --bandwidth 6 --force
+	$(BIN)/codec encode samples/*.flac -o $(DEMO)/codes --bandwidth 6 --force
 	$(BIN)/codec decode $(DEMO)/codes/*.cdc -o $(DEMO)/decoded --force
 	$(BIN)/codec info $(DEMO)/codes/arctic_slt_a0009.cdc
+	$(BIN)/codec eval --data samples --bandwidth 1.5 --bandwidth 3 --bandwidth 6 \
+		--baseline opus:6,12 --baseline codec2:3200,1300 --out $(DEMO)/eval --force
 
 test: setup
 	$(BIN)/python -m pytest -q

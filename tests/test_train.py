@@ -124,6 +124,27 @@ def test_training_writes_logs_checkpoints_and_a_usable_model(tmp_path, speech_fo
     assert model.config == config.model
 
 
+def test_weight_ema_warms_up(tmp_path, speech_folder):
+    """ema = d_t ema + (1 - d_t) w_t with d_t = min(decay, (1 + t) / (10 + t)): the initial
+    random weights leave the average within a few steps instead of thousands."""
+    config = load_train_config(tiny_recipe(speech_folder, ema_decay=0.999, steps=4, valid_every=100))
+    trainer = Trainer(config, tmp_path / "run")
+    expected = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.is_floating_point()}
+    update = trainer._update_ema
+
+    def checked_update() -> None:
+        decay = min(0.999, (1 + trainer.step) / (10 + trainer.step))
+        for name, value in trainer.model.state_dict().items():
+            if name in expected:
+                expected[name] = decay * expected[name] + (1 - decay) * value
+        update()
+
+    trainer._update_ema = checked_update
+    trainer.fit()
+    for name, value in expected.items():
+        torch.testing.assert_close(trainer.ema[name], value, rtol=1e-5, atol=1e-6)
+
+
 def test_resume_continues_exactly(tmp_path, speech_folder):
     config = load_train_config(tiny_recipe(speech_folder, balancer=True, keep_checkpoints=5))
     Trainer(config, tmp_path / "straight").fit()

@@ -20,7 +20,7 @@ from .model import AudioCodec
 from .pretrained import PRETRAINED, entry_for_file, load_pretrained
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"  # model folders shipped with the package
-DEFAULT_MODEL: str | None = None  # the shipped default, once one is trained
+DEFAULT_MODEL: str | None = "devspeech_16khz"  # the shipped default (bundled/devspeech_16khz/MODEL_CARD.md)
 
 
 def user_models_dir() -> Path:

@@ -188,12 +188,15 @@ class Trainer:
         return {"nonfinite_steps": float(self.nonfinite_streak)}
 
     def _update_ema(self) -> None:
+        """EMA of the weights; the decay warms up as (1 + step) / (10 + step), so the random
+        initial weights do not linger in the average (0.999 ** 2000 would still keep 13.5%)."""
         if self.ema is None:
             return
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
         with torch.no_grad():
             for name, value in self.model.state_dict().items():
                 if value.dtype.is_floating_point:
-                    self.ema[name].lerp_(value, 1 - self.config.ema_decay)
+                    self.ema[name].lerp_(value, 1 - decay)
                 else:
                     self.ema[name].copy_(value)
 
