@@ -248,6 +248,8 @@ def evaluate(
     bandwidth: Annotated[Optional[list[float]], typer.Option(help="Model bitrate in kbps (repeatable; default: every bitrate).")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option(help="opus, codec2, mp3, or e.g. opus:6,12 codec2:3200,1300 (repeatable).")] = None,
     max_clips: Annotated[Optional[int], typer.Option(help="Use only the first N clips.")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(help="Only these metrics (repeatable; default: all), "
+                                                              "e.g. pesq_wb stoi mel_distance speaker_sim.")] = None,
     workers: Annotated[int, typer.Option(help="Processes for scoring (PESQ, STOI, ...).")] = max(1, min(4, os.cpu_count() or 1)),
     examples: Annotated[int, typer.Option(help="Clips drawn as spectrogram comparisons.")] = 3,
     force: Force = False,
@@ -263,6 +265,8 @@ def evaluate(
 
     if (out / "results.json").exists() and not force:
         raise CodecError(f"{out} already holds results; pass --force to overwrite them.")
+    if metric and (unknown := sorted(set(metric) - {m.name for m in METRICS})):
+        raise CodecError(f"Unknown metric(s) {', '.join(unknown)}; choose from {', '.join(m.name for m in METRICS)}.")
     clips = find_clips(data, max_clips)
     baselines, warnings = make_baselines(baseline or [])
     for warning in warnings:
@@ -281,7 +285,7 @@ def evaluate(
         raise CodecError("Nothing to evaluate: pass --model and/or --baseline.")
     with Progress(console=stderr) as progress:
         task = progress.add_task("coding", total=len(clips) * len(systems))
-        results = run_eval(systems, clips, workers, examples, lambda: progress.advance(task))
+        results = run_eval(systems, clips, workers, examples, lambda: progress.advance(task), metric)
     if not results.rows:
         raise CodecError(f"No clip in {data} could be evaluated ({len(results.unreadable)} unreadable).")
     metrics = [m.name for m in METRICS if any(r.get(m.name) is not None for r in results.rows)]

@@ -82,7 +82,10 @@ def test_eval_writes_every_output(tmp_path, clips, tiny_model_dir):
 
 
 @pytest.mark.skipif(not HAVE_TOOLS, reason="ffmpeg is needed for the Opus baseline")
-def test_manifest_groups_real_and_synthetic(tmp_path):
+def test_manifest_groups_real_and_synthetic(tmp_path, monkeypatch):
+    import codec.audio.registry as registry
+
+    monkeypatch.setattr(registry, "DEFAULT_MODEL", None)  # only the baseline
     names = sorted(p.name for p in SAMPLES.glob("*.flac"))
     for name in names:
         shutil.copy(SAMPLES / name, tmp_path / name)
@@ -91,10 +94,11 @@ def test_manifest_groups_real_and_synthetic(tmp_path):
                                 for i, n in enumerate(names)))
     out = tmp_path / "report"
     result = runner.invoke(cli.app, ["eval", "--baseline", "opus:12", "--data", str(manifest), "--out", str(out),
-                                     "--workers", "1", "--examples", "0"])
+                                     "--workers", "1", "--examples", "0", "--metric", "stoi", "--metric", "pesq_wb"])
     assert result.exit_code == 0, result.stderr
-    groups = {s["group"]: s["clips"] for s in json.loads((out / "results.json").read_text())["summary"]}
-    assert groups == {"real": 2, "tts": 1, "all": 3}
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert {s["group"]: s["clips"] for s in summary} == {"real": 2, "tts": 1, "all": 3}
+    assert "stoi" in summary[0] and "pesq_wb" in summary[0] and "mel_distance" not in summary[0]
 
 
 @pytest.mark.parametrize("setup, args, message", [
@@ -103,6 +107,8 @@ def test_manifest_groups_real_and_synthetic(tmp_path):
     (lambda p: (p.mkdir(), sf.write(p / "a.wav", np.zeros(1600, np.float32), 16000)), [], "Nothing to evaluate"),
     (lambda p: (p.mkdir(), sf.write(p / "a.wav", np.zeros(1600, np.float32), 16000)), ["--baseline", "aac"],
      "aac"),
+    (lambda p: (p.mkdir(), sf.write(p / "a.wav", np.zeros(1600, np.float32), 16000)),
+     ["--baseline", "opus", "--metric", "mos"], "Unknown metric(s) mos"),
 ])
 def test_bad_eval_requests_fail_cleanly(tmp_path, monkeypatch, setup, args, message):
     import codec.audio.registry as registry

@@ -62,15 +62,16 @@ def find_clips(data: Path, limit: int | None = None) -> list[Clip]:
     return clips[:limit] if limit else clips
 
 
-def score(reference: np.ndarray, decoded: np.ndarray, sample_rate: int) -> dict:
-    """Remove the delay, then every metric (a worker-process job)."""
+def score(reference: np.ndarray, decoded: np.ndarray, sample_rate: int, metrics: list[str] | None = None) -> dict:
+    """Remove the delay, then the named metrics (None: all) (a worker-process job)."""
     ref, deg, delay = align(reference, decoded, sample_rate)
-    return {"delay_ms": 1000 * delay / sample_rate, **compute_metrics(ref, deg, sample_rate)}
+    return {"delay_ms": 1000 * delay / sample_rate, **compute_metrics(ref, deg, sample_rate, metrics)}
 
 
 def evaluate(systems: list[CodecSystem], clips: list[Clip], workers: int = 1, examples: int = 0,
-             on_progress: Callable[[], None] = lambda: None) -> EvalResults:
-    """Code every clip with every system and score it; unreadable clips are listed, not fatal.
+             on_progress: Callable[[], None] = lambda: None, metrics: list[str] | None = None) -> EvalResults:
+    """Code every clip with every system and score it with ``metrics`` (None: all of METRICS);
+    unreadable clips are listed, not fatal.
 
     The decoded audio of the first ``examples`` readable clips is kept for spectrogram figures.
     """
@@ -111,7 +112,7 @@ def evaluate(systems: list[CodecSystem], clips: list[Clip], workers: int = 1, ex
                 decoded = coded.audio.samples[0].numpy()
                 if keep:
                     results.examples[str(clip.path)].append((system.label, decoded))
-                pending.append((row, executor.submit(score, reference, decoded, mono.sample_rate)))
+                pending.append((row, executor.submit(score, reference, decoded, mono.sample_rate, metrics)))
                 on_progress()
         for row, future in pending:
             row.update(future.result())
