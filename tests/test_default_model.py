@@ -17,6 +17,7 @@ from codec.eval.metrics import compute_metrics
 from .conftest import SAMPLES
 
 FOLDER = BUNDLED_DIR / str(DEFAULT_MODEL)
+MIN_STOI_6KBPS = 0.80  # measured 0.844 on this clip (held-back clips: 0.826, MODEL_CARD.md)
 
 
 def test_the_default_model_is_bundled_and_documented():
