@@ -87,27 +87,23 @@ def _dac_entry(sample_rate: int, rates: list[int], n_codebooks: int, release_fil
     )
 
 
-PRETRAINED: dict[str, PretrainedCodec] = {
-    "encodec_24khz": PretrainedCodec(
-        name="encodec_24khz",
-        url="https://dl.fbaipublicfiles.com/encodec/v0/encodec_24khz-d7cc33bc.th",
+def _encodec_entry(sample_rate: int, channels: int, num_codebooks: int, release_file: str) -> PretrainedCodec:
+    return PretrainedCodec(
+        name=f"encodec_{sample_rate // 1000}khz",
+        url=f"https://dl.fbaipublicfiles.com/encodec/v0/{release_file}",
         license="CC-BY-NC-4.0 (Meta's EnCodec weights; Defossez et al. 2022)",
-        config=_encodec_config(24000, 1, 32),
+        config=_encodec_config(sample_rate, channels, num_codebooks),
         convert=_encodec_weights,
-    ),
-    "encodec_48khz": PretrainedCodec(
-        name="encodec_48khz",
-        url="https://dl.fbaipublicfiles.com/encodec/v0/encodec_48khz-7e698e3e.th",
-        license="CC-BY-NC-4.0 (Meta's EnCodec weights; Defossez et al. 2022)",
-        config=_encodec_config(48000, 2, 16),
-        convert=_encodec_weights,
-    ),
-    **{entry.name: entry for entry in (
-        _dac_entry(44100, [2, 4, 8, 8], 9, "0.0.1/weights.pth"),
-        _dac_entry(24000, [2, 4, 5, 8], 32, "0.0.4/weights_24khz.pth"),
-        _dac_entry(16000, [2, 4, 5, 8], 12, "0.0.5/weights_16khz.pth"),
-    )},
-}
+    )
+
+
+PRETRAINED: dict[str, PretrainedCodec] = {entry.name: entry for entry in (
+    _encodec_entry(24000, 1, 32, "encodec_24khz-d7cc33bc.th"),
+    _encodec_entry(48000, 2, 16, "encodec_48khz-7e698e3e.th"),
+    _dac_entry(44100, [2, 4, 8, 8], 9, "0.0.1/weights.pth"),
+    _dac_entry(24000, [2, 4, 5, 8], 32, "0.0.4/weights_24khz.pth"),
+    _dac_entry(16000, [2, 4, 5, 8], 12, "0.0.5/weights_16khz.pth"),
+)}
 
 
 def hub_cache() -> Path:
