@@ -25,13 +25,13 @@ where bits_q = ceil(log2 K_q) for codebook size K_q.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import struct
 import zlib
 from collections.abc import Sequence
-import dataclasses
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
