@@ -85,7 +85,7 @@ class CdcHeader:
         valid = all(type(v) is int and v > 0 for v in (self.channels, self.segment_stride, self.model_num_samples))
         if not (self.normalized is True and self.segment_samples and valid):
             return 0  # (an invalid grid fails validation)
-        return self.channels * -(-self.model_num_samples // self.segment_stride)
+        return self.channels * self.grid.num_segments
 
     @property
     def num_codebooks(self) -> int:
