@@ -123,7 +123,8 @@ def encode(
     """Compress audio files into .cdc token files."""
     from codec.audio.bitstream import write_cdc
     from codec.audio.compress import encode_audio
-    from codec.audio.io import check_writable, read_audio
+    from codec.audio.io import read_audio
+    from codec.files import check_writable
 
     if bandwidth is not None and n_q is not None:
         raise CodecError("Pass either --bandwidth or --n-q, not both.")
@@ -133,10 +134,10 @@ def encode(
     loaded = _load_model(model, device)
     codec = loaded.model
     try:
-        levels = codec.num_codebooks_for_bandwidth(bandwidth) if bandwidth is not None else (n_q or codec.num_codebooks)
+        levels = codec.config.token_spec.n_q_for_kbps(bandwidth) if bandwidth is not None else (n_q or codec.n_q)
         codec.set_num_codebooks(levels)
     except ValueError as e:
-        raise CodecError(f"Cannot use that bitrate: {e}; available: {', '.join(f'{b:g}' for b in codec.bandwidths())} kbps.") from None
+        raise CodecError(f"Cannot use that bitrate: {e}; available: {', '.join(f'{b:g}' for b in codec.config.token_spec.bandwidths())} kbps.") from None
 
     def work(src: Path, dst: Path) -> None:
         header, codes = encode_audio(codec, read_audio(src), levels, loaded.name, loaded.fingerprint, downmix,
@@ -158,7 +159,8 @@ def decode(
     """Decode .cdc files back to audio at the original sample rate and length."""
     from codec.audio.bitstream import read_cdc
     from codec.audio.compress import decode_audio
-    from codec.audio.io import check_writable, write_audio
+    from codec.audio.io import write_audio
+    from codec.files import check_writable
 
     outputs = _outputs(inputs, output, ".wav")
     for dst in outputs:
@@ -195,7 +197,7 @@ def info(path: Annotated[Path, typer.Argument(help="A .cdc file.", show_default=
         ("channels", str(header.channels)),
         ("model sample rate", f"{header.sample_rate} Hz"),
         ("frames", f"{header.num_frames} at {header.frame_rate:g} Hz"),
-        ("codebooks", f"{header.num_codebooks} ({', '.join(map(str, header.codebook_sizes))} codes; "
+        ("codebooks", f"{header.n_q} ({', '.join(map(str, header.codebook_sizes))} codes; "
                       f"{', '.join(map(str, header.codebook_bits))} bits)"),
         *([("segments", f"{header.grid.num_segments} of {header.segment_samples} samples every "
                         f"{header.segment_stride}{', RMS-normalised' if header.normalized else ''}")]
@@ -217,7 +219,7 @@ def models() -> None:
     from codec.audio.registry import list_models, user_models_dir
 
     def row(name, config, parameters: int, license: str, where: str) -> tuple[str, ...]:
-        kbps = config.bandwidths()
+        kbps = config.token_spec.bandwidths()
         return (name, f"{config.sample_rate} Hz", str(config.seanet.channels), f"{config.frame_rate:.4g} Hz",
                 f"{kbps[0]:.3g}-{kbps[-1]:.3g}" if len(kbps) > 1 else f"{kbps[0]:.3g}", f"{parameters / 1e6:.2f} M",
                 license, where)

@@ -49,7 +49,7 @@ def main() -> None:
         model = AudioCodec(config).to(args.device).eval()
         reps = int(args.seconds * sr / len(speech)) + 1
         audio = Audio(torch.from_numpy(speech).repeat(reps)[None, : int(args.seconds * sr)], sr)
-        n_q = model.max_num_codebooks
+        n_q = model.max_n_q
         header, codes = encode_audio(model, audio, n_q, name, "0" * 16)  # warm-up
         t_enc = best_time(lambda: encode_audio(model, audio, n_q, name, "0" * 16), args.repeats)
         t_dec = best_time(lambda: decode_audio(model, header, codes), args.repeats)
@@ -57,7 +57,7 @@ def main() -> None:
         t_enc_s = best_time(lambda: encode_audio(model, audio, n_q, name, "0" * 16, chunk_seconds=0.08), args.repeats)
         t_dec_s = best_time(lambda: decode_audio(model, header, codes, chunk_seconds=0.08), args.repeats)
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        print(f"{name:<14} {params:>7.2f}M {config.bandwidths()[-1]:>6g} {t_enc / args.seconds:>11.4f} "
+        print(f"{name:<14} {params:>7.2f}M {config.token_spec.bandwidths()[-1]:>6g} {t_enc / args.seconds:>11.4f} "
               f"{t_dec / args.seconds:>11.4f} {args.seconds / t_enc:>10.1f} / {args.seconds / t_dec:<10.1f}"
               f"{t_enc_s / args.seconds:>13.4f} / {t_dec_s / args.seconds:.4f}")
 

@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from codec.audio.checkpoint import load_checkpoint, model_fingerprint, read_checkpoint_info, save_pretrained
+from codec.checkpoint import load_checkpoint, model_fingerprint, read_checkpoint_info, save_pretrained
 from codec.errors import CodecError
 
 

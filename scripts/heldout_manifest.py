@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from codec.audio.io import atomic_write
+from codec.files import atomic_write
 from codec.data.manifests import prepare_manifests
 from codec.errors import CodecError
 from codec.train import load_train_config, read_recipe

@@ -13,7 +13,8 @@ import soundfile as sf
 import torch
 
 from codec.audio import io as audio_io
-from codec.audio.io import Audio, atomic_write, check_writable, read_audio, resample, to_channels, write_audio
+from codec.audio.io import Audio, read_audio, resample, to_channels, write_audio
+from codec.files import atomic_write, check_writable
 from codec.errors import CodecError
 
 

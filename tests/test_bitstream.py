@@ -100,7 +100,7 @@ def test_cdc_round_trip_random(tmp_path: Path) -> None:
 
 def test_header_properties() -> None:
     h = _header(channels=2, sizes=(1024, 1000, 3, 65536), frames=75)
-    assert h.num_codebooks == 4 and h.codebook_bits == (10, 10, 2, 16)
+    assert h.n_q == 4 and h.codebook_bits == (10, 10, 2, 16)
     assert h.payload_bits == 2 * 75 * 38
     assert h.nominal_bitrate == pytest.approx(50.0 * 38)
     assert h.duration == pytest.approx(75 * 882 / 44100)

@@ -94,7 +94,7 @@ def test_bandwidth_and_n_q_select_codebooks(tmp_path, tiny_model_dir, speech):
     for args, expected in [(("--n-q", "2"), 2), (("--bandwidth", "18"), 3), (("--bandwidth", "100"), 4)]:
         out = tmp_path / f"{expected}.cdc"
         assert run("encode", src, "-o", out, "--model", tiny_model_dir, *args).exit_code == 0
-        assert read_cdc(out)[0].num_codebooks == expected
+        assert read_cdc(out)[0].n_q == expected
     info = run("info", tmp_path / "3.cdc")
     assert info.exit_code == 0
     assert "nominal bitrate:    18.000 kbps per channel" in info.stdout

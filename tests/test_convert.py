@@ -95,8 +95,8 @@ def test_config_is_encodec_24khz(reference, converted):
     assert config.sample_rate == 24000 and config.hop_length == 320 and config.frame_rate == 75
     assert (config.seanet.causal, config.seanet.pad_mode, config.seanet.norm) == (True, "reflect", "weight_norm")
     assert not config.seanet.true_skip and config.seanet.lstm_layers == 2
-    assert config.quantizer.num_codebooks == 32 and config.quantizer.codebook_size == 1024
-    assert [converted.num_codebooks_for_bandwidth(bw) for bw in BANDWIDTHS] == [2, 4, 8, 16, 32]
+    assert config.quantizer.n_q == 32 and config.quantizer.codebook_size == 1024
+    assert [converted.config.token_spec.n_q_for_kbps(bw) for bw in BANDWIDTHS] == [2, 4, 8, 16, 32]
     assert sum(p.numel() for p in converted.parameters()) == sum(p.numel() for p in reference.parameters())
 
 
@@ -113,7 +113,7 @@ def test_codebooks_are_initialised(reference, converted):
 @torch.no_grad()
 def test_codes_and_audio_equal_reference(reference, converted, clips, kbps):
     ref_codes = _reference_codes(reference, clips, kbps)
-    n_q = converted.num_codebooks_for_bandwidth(kbps)
+    n_q = converted.config.token_spec.n_q_for_kbps(kbps)
     codes = converted.encode(clips, n_q)
     assert codes.shape == ref_codes.shape == (2, n_q, CLIP // 320)
     assert len(codes.unique()) > 20  # the codebooks are really in use
@@ -145,7 +145,7 @@ def test_checkpoint_round_trip_keeps_equality(reference, converted, clips, tmp_p
     for (name, a), (_, b) in zip(sorted(converted.state_dict().items()), sorted(loaded.state_dict().items())):
         assert torch.equal(a, b), name
     ref_codes = _reference_codes(reference, clips, 6.0)
-    codes = loaded.encode(clips, loaded.num_codebooks_for_bandwidth(6.0))
+    codes = loaded.encode(clips, loaded.config.token_spec.n_q_for_kbps(6.0))
     assert torch.equal(codes, ref_codes)
     ref_audio = reference.decode([(ref_codes, None)])
     torch.testing.assert_close(loaded.decode(codes, CLIP), ref_audio, atol=AUDIO_ATOL, rtol=0)
@@ -193,7 +193,7 @@ def test_encodec_48khz_stereo_segments_equal_reference(reference_48k):
     for kbps, n_q in [(3.0, 2), (12.0, 8)]:
         reference_48k.set_target_bandwidth(kbps)
         frames = reference_48k.encode(x)
-        header, codes = encode_audio(converted, Audio(x[0], 48000), converted.num_codebooks_for_bandwidth(kbps),
+        header, codes = encode_audio(converted, Audio(x[0], 48000), converted.config.token_spec.n_q_for_kbps(kbps),
                                      "encodec_48khz", "0" * 16)
         assert codes.shape == (1, n_q, 150 + 150 + 78) and len(frames) == 3
         assert torch.equal(codes, torch.cat([c for c, _ in frames], dim=-1))
@@ -265,12 +265,12 @@ def test_dac_config(dac_pair):
     assert config == dac_config(reference)
     assert config.sample_rate == reference.sample_rate and config.hop_length == reference.hop_length
     assert config.seanet.dimension == reference.latent_dim
-    assert (config.quantizer.kind, config.quantizer.num_codebooks) == ("factorized", reference.n_codebooks)
+    assert (config.quantizer.kind, config.quantizer.n_q) == ("factorized", reference.n_codebooks)
     assert config.seanet.decoder_output_deficit == (0 if name == "44khz" else 8)
     assert sum(p.numel() for p in converted.parameters()) == sum(p.numel() for p in reference.parameters())
     if name == "44khz":
         assert config.frame_rate == pytest.approx(44100 / 512)
-        assert converted.bandwidths()[-1] == pytest.approx(7.75, abs=0.01)  # "8 kbps"
+        assert converted.config.token_spec.bandwidths()[-1] == pytest.approx(7.75, abs=0.01)  # "8 kbps"
 
 
 @torch.no_grad()
@@ -373,7 +373,7 @@ def test_wider_decoder_with_tanh_still_streams(speech):
     torch.manual_seed(0)
     seanet = SEANetConfig(ratios=(5, 4, 2), n_filters=4, dimension=16, lstm_layers=0, activation="snake",
                           decoder_n_filters=6, decoder_last_kernel_size=5, final_activation="tanh")
-    codec = AudioCodec(AudioCodecConfig(16000, seanet, QuantizerConfig(kind="factorized", num_codebooks=2,
+    codec = AudioCodec(AudioCodecConfig(16000, seanet, QuantizerConfig(kind="factorized", n_q=2,
                                                                        codebook_size=32))).eval()
     assert codec.decoder.model[0].conv.out_channels == 6 * 8 and codec.encoder.model[0].conv.out_channels == 4
     assert codec.decoder.model[-2].conv.kernel_size == (5,) and isinstance(codec.decoder.model[-1], torch.nn.Tanh)

@@ -27,7 +27,7 @@ def test_the_default_model_is_bundled_and_documented():
     model = from_pretrained()
     config = model.config
     assert config.sample_rate == 16000 and config.seanet.causal and model.channels == 1
-    assert model.bandwidths()[0] <= 1.0 and model.bandwidths()[-1] == 6.0
+    assert model.config.token_spec.bandwidths()[0] <= 1.0 and model.config.token_spec.bandwidths()[-1] == 6.0
     card = (FOLDER / "MODEL_CARD.md").read_text()
     for needed in ("PESQ-WB", "STOI", "Opus", "Codec2", "real", "synthetic", "wall time", "License"):
         assert needed in card
@@ -47,7 +47,7 @@ def test_quality_rises_with_the_bitrate(clip):
     x = torch.from_numpy(clip)[None, None]
     scores = {}
     for kbps in (1.0, 3.0, 6.0):
-        y = model.decode(model.encode(x, model.num_codebooks_for_bandwidth(kbps)), x.shape[-1])
+        y = model.decode(model.encode(x, model.config.token_spec.n_q_for_kbps(kbps)), x.shape[-1])
         scores[kbps] = compute_metrics(clip, y[0, 0].numpy(), 16000, ["mel_distance", "stoi"])
     assert scores[1.0]["mel_distance"] > scores[3.0]["mel_distance"] > scores[6.0]["mel_distance"]
     assert scores[6.0]["stoi"] > MIN_STOI_6KBPS

@@ -13,13 +13,13 @@ from codec.errors import CodecError
 def test_speech_preset_bandwidths_and_token_spec():
     config = speech_16khz()
     assert config.frame_rate == 50
-    assert config.bandwidths() == pytest.approx([0.5 * n for n in range(1, 13)])
+    assert config.token_spec.bandwidths() == pytest.approx([0.5 * n for n in range(1, 13)])
     codec = AudioCodec(config)
-    assert codec.num_codebooks_for_bandwidth(1.5) == 3
-    assert codec.num_codebooks_for_bandwidth(6) == 12
-    assert codec.num_codebooks_for_bandwidth(2.2) == 4
+    assert codec.config.token_spec.n_q_for_kbps(1.5) == 3
+    assert codec.config.token_spec.n_q_for_kbps(6) == 12
+    assert codec.config.token_spec.n_q_for_kbps(2.2) == 4
     with pytest.raises(ValueError, match="lowest bitrate, 0.5 kbps"):
-        codec.num_codebooks_for_bandwidth(0.3)
+        codec.config.token_spec.n_q_for_kbps(0.3)
     codec.set_num_codebooks(3)
     assert codec.token_spec.kbps == pytest.approx(1.5)
     assert codec.token_spec.latent_dim == 128
@@ -28,7 +28,7 @@ def test_speech_preset_bandwidths_and_token_spec():
 def test_encodec_like_preset_matches_published_bitrates():
     config = encodec_24khz()
     assert config.frame_rate == 75
-    assert [config.bandwidths()[n - 1] for n in (2, 4, 8, 16, 32)] == pytest.approx([1.5, 3, 6, 12, 24])
+    assert [config.token_spec.bandwidths()[n - 1] for n in (2, 4, 8, 16, 32)] == pytest.approx([1.5, 3, 6, 12, 24])
 
 
 def test_set_num_codebooks_controls_codes_and_quality(speech):
@@ -71,7 +71,7 @@ def test_checkpoint_round_trip(tmp_path, speech):
     codec = AudioCodec(tiny()).eval()
     path = save_pretrained(codec, tmp_path / "m", {"license": "MIT"})
     document = json.loads((path / "config.json").read_text())
-    assert document["format_version"] == 1 and document["config"]["seanet"]["ratios"] == [4, 2, 2]
+    assert document["format_version"] == 2 and document["config"]["seanet"]["ratios"] == [4, 2, 2]
     loaded = load_checkpoint(path)
     assert loaded.config == codec.config
     assert model_fingerprint(loaded) == model_fingerprint(codec)

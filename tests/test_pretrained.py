@@ -39,7 +39,7 @@ def test_by_name_from_the_cache_equals_the_reference(official_file, reference, c
     model = from_pretrained("encodec_24khz")
     with torch.no_grad():
         for kbps in (1.5, 6.0, 24.0):
-            n_q = model.num_codebooks_for_bandwidth(kbps)
+            n_q = model.config.token_spec.n_q_for_kbps(kbps)
             assert torch.equal(model.encode(clips, n_q), _reference_codes(reference, clips, kbps))
 
 

@@ -28,7 +28,7 @@ def _seed() -> None:
 
 def trained(kind: str, dim: int = 16, **overrides) -> torch.nn.Module:
     """A small quantizer after a few training passes, in eval mode."""
-    config = QuantizerConfig(kind=kind, num_codebooks=4, codebook_size=32, kmeans_iters=10, **overrides)
+    config = QuantizerConfig(kind=kind, n_q=4, codebook_size=32, kmeans_iters=10, **overrides)
     quantizer = build_quantizer(dim, config).train()
     for _ in range(3):
         quantizer(torch.randn(4, dim, 50))
@@ -43,7 +43,7 @@ def trained(kind: str, dim: int = 16, **overrides) -> torch.nn.Module:
     [
         ({"kind": "lfq"}, "unknown quantizer kind 'lfq'"),
         ({"codebook_size": 1}, "codebook_size must be >= 2"),
-        ({"num_codebooks": 0}, "num_codebooks must be >= 1"),
+        ({"n_q": 0}, "n_q must be >= 1"),
         ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
         ({"quantizer_dropout": 1.5}, "quantizer_dropout must be a probability"),
         ({"fsq_levels": (8, 1)}, "fsq_levels must be one or more integers >= 2"),
@@ -56,8 +56,8 @@ def test_config_rejects_invalid_values(overrides: dict, message: str) -> None:
 
 
 def test_build_quantizer_maps_kind_to_class_and_sizes() -> None:
-    ema = build_quantizer(32, QuantizerConfig(num_codebooks=3, codebook_size=64))
-    factorized = build_quantizer(32, QuantizerConfig(kind="factorized", num_codebooks=2))
+    ema = build_quantizer(32, QuantizerConfig(n_q=3, codebook_size=64))
+    factorized = build_quantizer(32, QuantizerConfig(kind="factorized", n_q=2))
     fsq_config = QuantizerConfig(kind="fsq", fsq_levels=[8, 5, 5, 5])  # a list, as from JSON
     fsq = build_quantizer(32, fsq_config)
     assert isinstance(ema, ResidualVectorQuantizer) and ema.codebook_sizes == (64, 64, 64)
@@ -124,7 +124,7 @@ def test_rvq_error_falls_with_every_level_on_real_speech() -> None:
     x = torch.stack([speech_features(path) for path in clips])  # [B, 64, 400]
     x = (x - x.mean((0, 2), keepdim=True)) / x.std((0, 2), keepdim=True)
     train, held_out = x[:-1], x[-1:]
-    rvq = ResidualVectorQuantizer(64, QuantizerConfig(num_codebooks=8, codebook_size=128, kmeans_iters=20))
+    rvq = ResidualVectorQuantizer(64, QuantizerConfig(n_q=8, codebook_size=128, kmeans_iters=20))
     rvq.train()
     for _ in range(5):
         rvq(train)
@@ -169,7 +169,7 @@ def test_ema_update_moves_codes_to_the_mean_of_their_vectors() -> None:
 
 
 def test_dead_codes_are_restarted_on_batch_vectors() -> None:
-    vq = build_quantizer(4, QuantizerConfig(num_codebooks=1, codebook_size=16, ema_decay=0.9)).levels[0]
+    vq = build_quantizer(4, QuantizerConfig(n_q=1, codebook_size=16, ema_decay=0.9)).levels[0]
     x = torch.randn(8, 4, 64)
     codebook = vq.codebook
     live = x.transpose(1, 2).reshape(-1, 4)[torch.randperm(512)[:8]]
@@ -190,7 +190,7 @@ def test_dead_codes_are_restarted_on_batch_vectors() -> None:
 
 
 def test_quantizer_dropout_gives_items_different_numbers_of_levels() -> None:
-    config = QuantizerConfig(kind="factorized", num_codebooks=8, codebook_size=32, quantizer_dropout=1.0)
+    config = QuantizerConfig(kind="factorized", n_q=8, codebook_size=32, quantizer_dropout=1.0)
     rvq = build_quantizer(16, config).train()
     x = torch.randn(48, 16, 10)
     with torch.no_grad():
@@ -216,7 +216,7 @@ def test_straight_through_passes_the_upstream_gradient_to_the_input(mode: str) -
 
 
 def test_factorized_losses_train_encoder_and_codebook_with_cosine_lookup() -> None:
-    config = QuantizerConfig(kind="factorized", num_codebooks=2, codebook_size=32,
+    config = QuantizerConfig(kind="factorized", n_q=2, codebook_size=32,
                              commitment_weight=0.25, codebook_weight=1.0)
     rvq = build_quantizer(16, config).train()
     x = torch.randn(2, 16, 20, requires_grad=True)

@@ -83,7 +83,7 @@ def small_codec(causal: bool = True, activation: str = "elu", kind: str = "ema")
         sample_rate=16000,
         seanet=SEANetConfig(ratios=(5, 4, 2), n_filters=4, dimension=16, n_residual_layers=2, lstm_layers=1,
                             activation=activation, causal=causal, pad_mode="constant" if causal else "reflect"),
-        quantizer=QuantizerConfig(kind=kind, num_codebooks=3, codebook_size=32, kmeans_iters=2),
+        quantizer=QuantizerConfig(kind=kind, n_q=3, codebook_size=32, kmeans_iters=2),
     )
     return AudioCodec(config).eval()
 

@@ -36,7 +36,7 @@ RECIPES = sorted((REPO / "recipes").glob("*/*.yaml"))
 
 TINY_MODEL = {"sample_rate": 16000,
               "seanet": {"n_filters": 4, "dimension": 16, "ratios": [4, 2, 2], "lstm_layers": 1},
-              "quantizer": {"num_codebooks": 3, "codebook_size": 16, "kmeans_iters": 2}}
+              "quantizer": {"n_q": 3, "codebook_size": 16, "kmeans_iters": 2}}
 TINY_DISCRIMINATOR = {"kinds": ["msstft", "mpd", "mrd"], "msstft_filters": 2, "msstft_n_ffts": [128, 256],
                       "mpd_periods": [2, 3], "mpd_widths": [2, 4, 4], "mrd_filters": 2, "mrd_n_ffts": [256, 128]}
 
@@ -88,9 +88,9 @@ def test_every_recipe_is_a_valid_config(recipe):
 
 
 def test_overrides_are_typed_and_validated():
-    config = load_train_config({}, ["optim.lr=1e-4", "model.quantizer.num_codebooks=12", "data.gain_db=[-3, 3]",
+    config = load_train_config({}, ["optim.lr=1e-4", "model.quantizer.n_q=12", "data.gain_db=[-3, 3]",
                                     "adversarial.discriminator.kinds=[mpd]", "balancer=true"])
-    assert config.optim.lr == 1e-4 and config.model.quantizer.num_codebooks == 12
+    assert config.optim.lr == 1e-4 and config.model.quantizer.n_q == 12
     assert config.data.gain_db == (-3.0, 3.0) and config.adversarial.discriminator.kinds == ("mpd",)
     assert config.balancer is True
     for override, message in [("optim.lrr=1", "unknown key config.optim.lrr"),

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.audio.io import atomic_write, check_readable
+from codec.files import atomic_write, check_readable
 from codec.errors import CodecError
 from codec.tokens import TokenSpec
 
@@ -88,7 +88,7 @@ class CdcHeader:
         return self.channels * self.grid.num_segments
 
     @property
-    def num_codebooks(self) -> int:
+    def n_q(self) -> int:
         return len(self.codebook_sizes)
 
     @property
@@ -219,7 +219,7 @@ def header_overhead(header: CdcHeader) -> int:
 def encode_cdc(header: CdcHeader, codes: torch.Tensor) -> bytes:
     """Serialize a header and codes [C, Q, F] (each < its codebook size) to .cdc bytes."""
     header.validate()
-    expected = (header.channels, header.num_codebooks, header.num_frames)
+    expected = (header.channels, header.n_q, header.num_frames)
     if tuple(codes.shape) != expected:
         raise ValueError(f"codes shape {tuple(codes.shape)} does not match header {expected}")
     arr = codes.detach().cpu().to(torch.int64).numpy()
@@ -290,7 +290,7 @@ def decode_cdc(data: bytes, source: str = "The .cdc data") -> tuple[CdcHeader, t
         raise fail(f"has {n - expected} unexpected bytes after its payload")
     start = _PREFIX.size + meta_len
     arr = unpack_codes(data[start : start + payload_len],
-                       (header.channels, header.num_codebooks, header.num_frames),
+                       (header.channels, header.n_q, header.num_frames),
                        header.codebook_bits)
     if (arr >= np.array(header.codebook_sizes, dtype=np.int64)[None, :, None]).any():
         raise fail("is invalid (a code exceeds its codebook size)")

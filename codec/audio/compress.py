@@ -20,7 +20,7 @@ from .bitstream import CdcHeader
 from .io import Audio, resample, to_channels
 from .model import AudioCodec
 from .segments import decode_segments, encode_segments, model_grid
-from .streaming import can_stream
+from ..streaming import can_stream
 
 CHUNK_SECONDS = 10.0
 

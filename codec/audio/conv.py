@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from .streaming import StreamingModule
+from ..streaming import StreamingModule
 
 Norm = Literal["weight_norm", "time_group_norm", "none"]
 PadMode = Literal["constant", "reflect", "replicate"]

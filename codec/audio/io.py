@@ -8,11 +8,8 @@ written to a temporary file in the same directory, then moved onto the target.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import torch
 import torchaudio.functional as AF
 
 from codec.errors import CodecError
+from codec.files import atomic_write, check_readable
 
 # extension -> (libsndfile format, subtype, sample rates it can write; None = any)
 WRITE_FORMATS: dict[str, tuple[str, str, frozenset[int] | None]] = {
@@ -53,25 +51,6 @@ class Audio:
     def duration(self) -> float:
         """Length in seconds."""
         return self.num_samples / self.sample_rate
-
-
-def check_readable(path: str | os.PathLike) -> Path:
-    """Check that ``path`` is an existing, readable, non-empty regular file."""
-    p = Path(path)
-    if not p.exists():
-        raise CodecError(f"Input file '{p}' does not exist.")
-    if p.is_dir():
-        raise CodecError(f"Input path '{p}' is a directory, not a file.")
-    try:
-        with open(p, "rb") as f:
-            first = f.read(1)
-    except PermissionError:
-        raise CodecError(f"Input file '{p}' cannot be read (permission denied).") from None
-    except OSError as e:
-        raise CodecError(f"Input file '{p}' cannot be read ({e.strerror or e}).") from None
-    if not first:
-        raise CodecError(f"Input file '{p}' is empty.")
-    return p
 
 
 def _check_riff(p: Path) -> None:
@@ -199,43 +178,6 @@ def to_channels(samples: torch.Tensor, channels: int) -> torch.Tensor:
         return samples.expand(channels, -1).clone()
     raise CodecError(f"Cannot convert {c}-channel audio to {channels} channels; "
                      "only downmixing to mono and duplicating mono are supported.")
-
-
-def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
-    """Check, before any expensive work, that ``path`` can be (over)written."""
-    p = Path(path)
-    if p.is_dir():
-        raise CodecError(f"Output path '{p}' is a directory, not a file.")
-    if p.exists() and not force:
-        raise CodecError(f"Output file '{p}' already exists; pass --force to overwrite it.")
-    parent = p.parent
-    if not parent.is_dir():
-        raise CodecError(f"Cannot write '{p}': directory '{parent}' does not exist.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CodecError(f"Cannot write '{p}': directory '{parent}' is not writable.")
-    return p
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``, moved onto ``path`` only on success;
-    on any exception the temporary file is removed and the exception re-raised."""
-    p = check_writable(path, force)
-    tmp = p.parent / f".{p.name[:200]}.{secrets.token_hex(8)}.tmp"
-    try:  # os.open (not mkstemp) so the final file gets the usual umask permissions
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as e:
-        raise CodecError(f"Cannot write '{p}' ({e.strerror or e}).") from None
-    try:
-        yield tmp
-        if p.exists() and not force:  # appeared while we were writing
-            raise CodecError(f"Output file '{p}' already exists; pass --force to overwrite it.")
-        try:
-            os.replace(tmp, p)
-        except OSError as e:
-            raise CodecError(f"Cannot write '{p}' ({e.strerror or e}).") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_audio(path: str | os.PathLike, samples: torch.Tensor, sample_rate: int,

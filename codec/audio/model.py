@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from ..quantization import QuantizerConfig, QuantizerOutput, build_quantizer
-from ..tokens import TokenSpec
+from ..tokens import Tokenizer, TokenSpec
 from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
-from .streaming import StreamingModule, streaming
+from ..streaming import StreamingModule, streaming
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,9 @@ class AudioCodecConfig:
     @property
     def token_spec(self) -> TokenSpec:
         """Tokens with every codebook level in use (the highest bitrate)."""
-        return TokenSpec("audio", self.quantizer.codebook_sizes, self.frame_rate, latent_dim=self.seanet.dimension)
-
-    def bandwidths(self) -> list[float]:
-        """Available bitrates in kbps, one per number of codebooks 1..max."""
-        spec = self.token_spec
-        return [spec.with_num_codebooks(n).kbps for n in range(1, spec.num_codebooks + 1)]
+        q = self.quantizer
+        return TokenSpec("audio", q.codebook_sizes, self.frame_rate, latent_dim=self.seanet.dimension,
+                         residual=q.residual, fsq_levels=q.fsq_levels if q.kind == "fsq" else ())
 
 
 @dataclass
@@ -69,8 +66,11 @@ class _CodecStreamState:
     num_samples: int = 0  # audio samples received by encode_step so far
 
 
-class AudioCodec(StreamingModule[_CodecStreamState]):
-    """A neural audio codec; ``num_codebooks`` sets the bitrate of ``encode`` (see token_spec)."""
+class AudioCodec(Tokenizer, StreamingModule[_CodecStreamState]):
+    """A neural audio codec; ``n_q`` sets the bitrate of ``encode`` (see token_spec)."""
+
+    model_type = "audio_codec"
+    config_class = AudioCodecConfig
 
     def __init__(self, config: AudioCodecConfig) -> None:
         super().__init__()
@@ -78,7 +78,7 @@ class AudioCodec(StreamingModule[_CodecStreamState]):
         self.encoder = SEANetEncoder(config.seanet)
         self.decoder = SEANetDecoder(config.seanet)
         self.quantizer = build_quantizer(config.seanet.dimension, config.quantizer)
-        self.num_codebooks = self.quantizer.num_codebooks
+        self.n_q = self.quantizer.n_q
 
     # --- bitrate -------------------------------------------------------------------------
     @property
@@ -94,29 +94,18 @@ class AudioCodec(StreamingModule[_CodecStreamState]):
         return self.config.hop_length
 
     @property
-    def max_num_codebooks(self) -> int:
-        return self.quantizer.num_codebooks
+    def max_n_q(self) -> int:
+        return self.quantizer.n_q
 
     @property
     def token_spec(self) -> TokenSpec:
-        """Tokens produced by ``encode`` at the current ``num_codebooks``."""
-        return self.config.token_spec.with_num_codebooks(self.num_codebooks)
+        """Tokens produced by ``encode`` at the current ``n_q``."""
+        return self.config.token_spec.with_num_codebooks(self.n_q)
 
     def set_num_codebooks(self, n: int) -> None:
-        if not 1 <= n <= self.max_num_codebooks:
-            raise ValueError(f"this model has 1 to {self.max_num_codebooks} codebooks, not {n}")
-        self.num_codebooks = n
-
-    def bandwidths(self) -> list[float]:
-        """Available bitrates in kbps, one per number of codebooks 1..max."""
-        return self.config.bandwidths()
-
-    def num_codebooks_for_bandwidth(self, kbps: float) -> int:
-        """The most codebooks whose bitrate does not exceed ``kbps``."""
-        fitting = [n for n, bw in enumerate(self.bandwidths(), start=1) if bw <= kbps * (1 + 1e-6)]
-        if not fitting:
-            raise ValueError(f"{kbps:g} kbps is below this model's lowest bitrate, {self.bandwidths()[0]:g} kbps")
-        return fitting[-1]
+        if not 1 <= n <= self.max_n_q:
+            raise ValueError(f"this model has 1 to {self.max_n_q} codebooks, not {n}")
+        self.n_q = n
 
     # --- offline -------------------------------------------------------------------------
     def _pad_to_frames(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,13 +126,21 @@ class AudioCodec(StreamingModule[_CodecStreamState]):
         """[B, D, F] -> audio [B, C, F * hop]."""
         return self.decoder(z)
 
+    def quantize_latent(self, latent: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """Latent [B, D, F] -> codes [B, Q, F], Q = n_q or the current ``n_q``."""
+        return self.quantizer.encode(latent, n_q or self.n_q)
+
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [B, Q, F] (any Q <= max) -> quantized latent [B, D, F]."""
+        return self.quantizer.decode(codes)
+
     def encode(self, x: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
-        """[B, C, T] -> codes [B, Q, ceil(T / hop)], Q = n_q or num_codebooks."""
-        return self.quantizer.encode(self.encode_latent(x), n_q or self.num_codebooks)
+        """[B, C, T] -> codes [B, Q, ceil(T / hop)], Q = n_q or the current ``n_q``."""
+        return self.quantize_latent(self.encode_latent(x), n_q)
 
     def decode(self, codes: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """codes [B, Q, F] (any Q <= max) -> audio [B, C, length or F * hop]."""
-        audio = self.decode_latent(self.quantizer.decode(codes))
+        audio = self.decode_latent(self.dequantize(codes))
         return audio if length is None else audio[..., :length]
 
     def forward(self, x: torch.Tensor, n_q: int | None = None) -> CodecOutput:
@@ -169,8 +166,8 @@ class AudioCodec(StreamingModule[_CodecStreamState]):
         self._stream_state().num_samples += chunk.shape[-1]
         latent = self.encoder(chunk)
         if latent.shape[-1] == 0:  # no frame completed by this chunk
-            return torch.zeros(chunk.shape[0], n_q or self.num_codebooks, 0, dtype=torch.long, device=chunk.device)
-        return self.quantizer.encode(latent, n_q or self.num_codebooks)
+            return torch.zeros(chunk.shape[0], n_q or self.n_q, 0, dtype=torch.long, device=chunk.device)
+        return self.quantize_latent(latent, n_q)
 
     def encode_flush(self, n_q: int | None = None) -> torch.Tensor:
         """Codes of the last, partial frame, zero-padded as offline encode does: [B, Q, 0 or 1]."""
@@ -180,10 +177,10 @@ class AudioCodec(StreamingModule[_CodecStreamState]):
             missing = self.hop_length  # offline encode gives one frame even for an empty input
         device, dtype = self._device_dtype()
         if missing == 0:
-            return torch.zeros(state.batch_size, n_q or self.num_codebooks, 0, dtype=torch.long, device=device)
+            return torch.zeros(state.batch_size, n_q or self.n_q, 0, dtype=torch.long, device=device)
         return self.encode_step(torch.zeros(state.batch_size, self.channels, missing, device=device, dtype=dtype), n_q)
 
     def decode_step(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, Q, f] -> audio [B, C, f * hop] continuing the stream."""
         self._stream_state()
-        return self.decoder(self.quantizer.decode(codes))
+        return self.decoder(self.dequantize(codes))

@@ -12,7 +12,7 @@ def speech_16khz() -> AudioCodecConfig:
     return AudioCodecConfig(
         sample_rate=16000,
         seanet=SEANetConfig(ratios=(8, 5, 4, 2), n_filters=32, dimension=128, lstm_layers=2),
-        quantizer=QuantizerConfig(kind="ema", num_codebooks=12, codebook_size=1024, quantizer_dropout=0.5),
+        quantizer=QuantizerConfig(kind="ema", n_q=12, codebook_size=1024, quantizer_dropout=0.5),
     )
 
 
@@ -21,7 +21,7 @@ def encodec_24khz() -> AudioCodecConfig:
     return AudioCodecConfig(
         sample_rate=24000,
         seanet=SEANetConfig(ratios=(8, 5, 4, 2), n_filters=32, dimension=128, lstm_layers=2),
-        quantizer=QuantizerConfig(kind="ema", num_codebooks=32, codebook_size=1024),
+        quantizer=QuantizerConfig(kind="ema", n_q=32, codebook_size=1024),
     )
 
 
@@ -30,7 +30,7 @@ def tiny(sample_rate: int = 16000, channels: int = 1) -> AudioCodecConfig:
     return AudioCodecConfig(
         sample_rate=sample_rate,
         seanet=SEANetConfig(channels=channels, ratios=(4, 2, 2), n_filters=4, dimension=16, lstm_layers=1),
-        quantizer=QuantizerConfig(kind="ema", num_codebooks=4, codebook_size=64, kmeans_iters=5),
+        quantizer=QuantizerConfig(kind="ema", n_q=4, codebook_size=64, kmeans_iters=5),
     )
 
 

@@ -21,12 +21,12 @@ import torch
 
 from ..errors import CodecError
 from ..quantization import QuantizerConfig
-from .io import atomic_write
+from ..files import atomic_write
 from .model import AudioCodec, AudioCodecConfig
 from .seanet import SEANetConfig
 
 
-def _encodec_config(sample_rate: int, channels: int, num_codebooks: int) -> Callable[[], AudioCodecConfig]:
+def _encodec_config(sample_rate: int, channels: int, n_q: int) -> Callable[[], AudioCodecConfig]:
     """EnCodec's SEANet (reflect padding, 1x1 shortcuts, 1024-code EMA RVQ): causal with weight norm
     at 24 kHz; at 48 kHz non-causal with time_group_norm, coded in 1 s segments scaled by their RMS."""
     def config() -> AudioCodecConfig:
@@ -35,7 +35,7 @@ def _encodec_config(sample_rate: int, channels: int, num_codebooks: int) -> Call
                               n_residual_layers=1, kernel_size=7, last_kernel_size=7, residual_kernel_size=3,
                               dilation_base=2, compress=2, true_skip=False, lstm_layers=2, activation="elu",
                               norm="weight_norm" if causal else "time_group_norm", causal=causal, pad_mode="reflect")
-        quantizer = QuantizerConfig(kind="ema", num_codebooks=num_codebooks, codebook_size=1024, ema_decay=0.99,
+        quantizer = QuantizerConfig(kind="ema", n_q=n_q, codebook_size=1024, ema_decay=0.99,
                                     kmeans_iters=50, dead_code_threshold=2.0)
         segments = {} if causal else {"segment_seconds": 1.0, "segment_overlap": 0.01, "normalize": True}
         return AudioCodecConfig(sample_rate=sample_rate, seanet=seanet, quantizer=quantizer, **segments)
@@ -87,12 +87,12 @@ def _dac_entry(sample_rate: int, rates: list[int], n_codebooks: int, release_fil
     )
 
 
-def _encodec_entry(sample_rate: int, channels: int, num_codebooks: int, release_file: str) -> PretrainedCodec:
+def _encodec_entry(sample_rate: int, channels: int, n_q: int, release_file: str) -> PretrainedCodec:
     return PretrainedCodec(
         name=f"encodec_{sample_rate // 1000}khz",
         url=f"https://dl.fbaipublicfiles.com/encodec/v0/{release_file}",
         license="CC-BY-NC-4.0 (Meta's EnCodec weights; Defossez et al. 2022)",
-        config=_encodec_config(sample_rate, channels, num_codebooks),
+        config=_encodec_config(sample_rate, channels, n_q),
         convert=_encodec_weights,
     )
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 
 from ..errors import CodecError
-from .checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_info
+from ..checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_info
 from .model import AudioCodec
 from .pretrained import PRETRAINED, entry_for_file, load_pretrained
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"  # model folders shipped with the package
+AUDIO_CODEC = "audio_codec"  # the model_type of the folders listed here
 DEFAULT_MODEL: str | None = "devspeech_16khz"  # the shipped default (bundled/devspeech_16khz/MODEL_CARD.md)
 
 
@@ -43,7 +44,7 @@ def list_models() -> list[tuple[str, CheckpointInfo]]:
     models = []
     for name, folder in sorted(_model_folders().items()):
         try:
-            models.append((name, read_checkpoint_info(folder)))
+            models.append((name, read_checkpoint_info(folder, AUDIO_CODEC)))
         except CodecError:
             continue  # an unreadable folder is not a model; loading it by path explains why
     return models
@@ -79,4 +80,4 @@ def from_pretrained(name_or_path: str | Path | None = None, device: str | torch.
             known = ", ".join(e.filename for e in PRETRAINED.values())
             raise CodecError(f"{path} is neither a model folder nor a known official checkpoint ({known}).")
         return load_pretrained(entry, path).to(device)
-    return load_checkpoint(path, device)
+    return load_checkpoint(path, device, AUDIO_CODEC)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio.io import atomic_write
-from ..audio.spectrogram import spectrogram_image
+from ..files import atomic_write
+from .spectrogram import spectrogram_image
 from .metrics import METRICS
 from .runner import EvalResults
 

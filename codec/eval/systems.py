@@ -23,7 +23,7 @@ class NeuralSystem:
     model: AudioCodec
     model_name: str
     fingerprint: str
-    num_codebooks: int
+    n_q: int
 
     @property
     def name(self) -> str:
@@ -31,7 +31,7 @@ class NeuralSystem:
 
     @property
     def nominal_kbps(self) -> float:
-        return self.model.config.token_spec.with_num_codebooks(self.num_codebooks).kbps
+        return self.model.config.token_spec.with_num_codebooks(self.n_q).kbps
 
     @property
     def label(self) -> str:
@@ -40,7 +40,7 @@ class NeuralSystem:
     def code(self, audio: Audio) -> CodedClip:
         mono = Audio(to_channels(audio.samples, 1), audio.sample_rate)
         start = time.perf_counter()
-        header, codes = encode_audio(self.model, mono, self.num_codebooks, self.model_name, self.fingerprint)
+        header, codes = encode_audio(self.model, mono, self.n_q, self.model_name, self.fingerprint)
         size = len(encode_cdc(header, codes))
         encoded = time.perf_counter()
         decoded = decode_audio(self.model, header, codes)
@@ -52,7 +52,7 @@ def neural_systems(model: AudioCodec, model_name: str, fingerprint: str,
                    bandwidths: list[float] | None) -> list[NeuralSystem]:
     """The model at each requested bandwidth (kbps; default: every bitrate it offers)."""
     if bandwidths:
-        levels = sorted({model.num_codebooks_for_bandwidth(kbps) for kbps in bandwidths})
+        levels = sorted({model.config.token_spec.n_q_for_kbps(kbps) for kbps in bandwidths})
     else:
-        levels = list(range(1, model.max_num_codebooks + 1))
+        levels = list(range(1, model.max_n_q + 1))
     return [NeuralSystem(model, model_name, fingerprint, n) for n in levels]

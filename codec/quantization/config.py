@@ -18,11 +18,11 @@ class QuantizerConfig:
 
     kind "ema":        residual VQ, euclidean codebooks of dimension D learned by k-means + EMA (EnCodec)
     kind "factorized": residual VQ, l2-normalised codebooks of `codebook_dim` learned by gradient (DAC)
-    kind "fsq":        one level of finite scalar quantization over `fsq_levels` (num_codebooks ignored)
+    kind "fsq":        one level of finite scalar quantization over `fsq_levels` (n_q ignored)
     """
 
     kind: QuantizerKind = "ema"
-    num_codebooks: int = 8  # residual levels (ema, factorized)
+    n_q: int = 8  # residual levels (ema, factorized)
     codebook_size: int = 1024  # codes per level (ema, factorized)
     codebook_dim: int = 8  # low-dimensional code space (factorized only)
     ema_decay: float = 0.99  # ema
@@ -38,7 +38,7 @@ class QuantizerConfig:
         kinds = get_args(QuantizerKind)
         checks = [
             (self.kind in kinds, f"unknown quantizer kind {self.kind!r}; expected one of {kinds}"),
-            (self.num_codebooks >= 1, f"num_codebooks must be >= 1, got {self.num_codebooks}"),
+            (self.n_q >= 1, f"n_q must be >= 1, got {self.n_q}"),
             (self.codebook_size >= 2, f"codebook_size must be >= 2, got {self.codebook_size}"),
             (self.codebook_dim >= 1, f"codebook_dim must be >= 1, got {self.codebook_dim}"),
             (0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay}"),
@@ -57,10 +57,15 @@ class QuantizerConfig:
 
     @property
     def codebook_sizes(self) -> tuple[int, ...]:
-        """Number of codes of each level: (K,) * num_codebooks, or (prod(fsq_levels),) for fsq."""
+        """Number of codes of each level: (K,) * n_q, or (prod(fsq_levels),) for fsq."""
         if self.kind == "fsq":
             return (math.prod(self.fsq_levels),)
-        return (self.codebook_size,) * self.num_codebooks
+        return (self.codebook_size,) * self.n_q
+
+    @property
+    def residual(self) -> bool:
+        """Whether the levels are residual (a prefix of them is a lower bitrate): RVQ yes, FSQ has one level."""
+        return self.kind != "fsq"
 
 
 def build_quantizer(dim: int, config: QuantizerConfig) -> ResidualVectorQuantizer | FiniteScalarQuantizer:

@@ -45,7 +45,7 @@ class FiniteScalarQuantizer(nn.Module):
         self.project_out = nn.Conv1d(len(levels), dim, 1)
 
     @property
-    def num_codebooks(self) -> int:
+    def n_q(self) -> int:
         return 1
 
     @property

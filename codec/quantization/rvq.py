@@ -24,18 +24,18 @@ Level = VectorQuantizer | FactorizedVectorQuantizer
 
 
 class ResidualVectorQuantizer(nn.Module):
-    """config.num_codebooks levels of EMA ("ema") or factorized ("factorized") VQ over [B, D, T]."""
+    """config.n_q levels of EMA ("ema") or factorized ("factorized") VQ over [B, D, T]."""
 
     def __init__(self, dim: int, config: QuantizerConfig) -> None:
         super().__init__()
         if config.kind not in ("ema", "factorized"):
             raise ValueError(f"residual VQ needs kind 'ema' or 'factorized', got {config.kind!r}")
         level = VectorQuantizer if config.kind == "ema" else FactorizedVectorQuantizer
-        self.levels = nn.ModuleList(level(dim, config) for _ in range(config.num_codebooks))
+        self.levels = nn.ModuleList(level(dim, config) for _ in range(config.n_q))
         self.quantizer_dropout = config.quantizer_dropout
 
     @property
-    def num_codebooks(self) -> int:
+    def n_q(self) -> int:
         return len(self.levels)
 
     @property
@@ -76,15 +76,15 @@ class ResidualVectorQuantizer(nn.Module):
         return torch.stack(codes, 1)
 
     def decode(self, codes: Tensor) -> Tensor:
-        """codes [B, Q, T] with Q <= num_codebooks -> [B, D, T] (sum of the first Q levels)."""
+        """codes [B, Q, T] with Q <= n_q -> [B, D, T] (sum of the first Q levels)."""
         self._check_n_q(codes.shape[1])
         return torch.stack([level.decode(c) for level, c in zip(self.levels, codes.unbind(1))]).sum(0)
 
     def _check_n_q(self, n_q: int | None) -> int:
         if n_q is None:
-            return self.num_codebooks
-        if not 1 <= n_q <= self.num_codebooks:
-            raise ValueError(f"n_q must be between 1 and {self.num_codebooks}, got {n_q}")
+            return self.n_q
+        if not 1 <= n_q <= self.n_q:
+            raise ValueError(f"n_q must be between 1 and {self.n_q}, got {n_q}")
         return n_q
 
     def _active_levels(self, batch: int, n_q: int, device: torch.device) -> Tensor:

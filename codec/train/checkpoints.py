@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..audio.checkpoint import save_pretrained
+from ..checkpoint import save_pretrained
 from ..audio.model import AudioCodec
 from ..errors import CodecError
 

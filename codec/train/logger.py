@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..audio.spectrogram import spectrogram_image
+from ..eval.spectrogram import spectrogram_image
 from .config import TrainConfig
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..audio.checkpoint import save_pretrained
+from ..checkpoint import save_pretrained
 from ..audio.model import AudioCodec
 from ..distributed import all_reduce_mean_
 from ..data import SegmentDataset, build_train_loader, prepare_manifests

@@ -102,7 +102,7 @@ def dac_config_from_kwargs(kwargs: Mapping[str, Any]) -> AudioCodecConfig:
     )
     quantizer = QuantizerConfig(
         kind="factorized",
-        num_codebooks=int(args["n_codebooks"]),
+        n_q=int(args["n_codebooks"]),
         codebook_size=int(args["codebook_size"]),
         codebook_dim=int(codebook_dim),
         commitment_weight=0.25,  # DAC's training losses: 0.25 commitment, 1.0 codebook

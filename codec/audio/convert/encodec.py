@@ -119,7 +119,7 @@ def encodec_config(model: EncodecModel) -> AudioCodecConfig:
     rvq = model.quantizer
     quantizer = QuantizerConfig(
         kind="ema",
-        num_codebooks=rvq.n_q,
+        n_q=rvq.n_q,
         codebook_size=rvq.bins,
         ema_decay=rvq.decay,
         kmeans_iters=rvq.kmeans_iters,
