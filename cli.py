@@ -121,7 +121,7 @@ def encode(
     device: Device = "cpu",
 ) -> None:
     """Compress audio files into .cdc token files."""
-    from codec.audio.bitstream import write_cdc
+    from codec.audio.bitstream import CdcHeader, write_cdc
     from codec.audio.compress import encode_audio
     from codec.audio.io import read_audio
     from codec.files import check_writable
@@ -132,17 +132,16 @@ def encode(
     for dst in outputs:
         check_writable(dst, force)
     loaded = _load_model(model, device)
-    codec = loaded.model
+    spec = loaded.model.config.token_spec  # every level: the model's highest bitrate
     try:
-        levels = codec.config.token_spec.n_q_for_kbps(bandwidth) if bandwidth is not None else (n_q or codec.n_q)
-        codec.set_num_codebooks(levels)
+        levels = spec.n_q_for_kbps(bandwidth) if bandwidth is not None else (n_q or spec.n_q)
+        spec.with_num_codebooks(levels)
     except ValueError as e:
-        raise CodecError(f"Cannot use that bitrate: {e}; available: {', '.join(f'{b:g}' for b in codec.config.token_spec.bandwidths())} kbps.") from None
+        raise CodecError(f"Cannot use that bitrate: {e}; available: {', '.join(f'{b:g}' for b in spec.bandwidths())} kbps.") from None
 
     def work(src: Path, dst: Path) -> None:
-        header, codes = encode_audio(codec, read_audio(src), levels, loaded.name, loaded.fingerprint, downmix,
-                                     batch_size=batch)
-        write_cdc(dst, header, codes, force)
+        encoded = encode_audio(loaded.model, read_audio(src), levels, downmix, batch_size=batch)
+        write_cdc(dst, CdcHeader.for_encoded(encoded, loaded.name, loaded.fingerprint), encoded.codes, force)
 
     _run_each(inputs, outputs, work)
 
@@ -176,7 +175,7 @@ def decode(
         if loaded.fingerprint != header.model_fingerprint:
             raise CodecError(f"{src} was made by a different model (fingerprint {header.model_fingerprint}) "
                              f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
-        write_audio(dst, decode_audio(loaded.model, header, codes).samples, header.original_sample_rate, force)
+        write_audio(dst, decode_audio(loaded.model, header.encoded(codes)).samples, header.original_sample_rate, force)
 
     _run_each(inputs, outputs, work)
 
@@ -300,12 +299,10 @@ def evaluate(
         stderr.print(f"{len(results.unreadable)} clips could not be read (listed in results.md).", markup=False)
 
 
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-
-
 def _recipe_list() -> str:
-    recipes = sorted(RECIPES_DIR.glob("*/*.yaml")) if RECIPES_DIR.is_dir() else []
-    return "\n\n".join(f"recipes/{p.parent.name}/{p.name}" for p in recipes) or "(none found)"
+    from codec.recipebook import shipped_recipes
+
+    return "\n\n".join(shipped_recipes()) or "(none found)"
 
 
 @app.command(help=f"""Train a codec from a recipe (YAML), on CPU, a GPU or many (torchrun).
@@ -314,18 +311,20 @@ A run folder (default runs/<recipe folder>-<recipe name>) receives the resolved 
 TensorBoard logs, checkpoints and the best model (run folder/best). Ctrl-C saves a
 checkpoint; --resume continues from the last one.
 
-Recipes:\n\n{_recipe_list()}""")
+Shipped recipes (give the name or a path):\n\n{_recipe_list()}""")
 @cli_errors
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/librispeech/codec16k.yaml.", show_default=False)],
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML or a shipped recipe's name, e.g. librispeech/codec16k.",
+                                           show_default=False)],
     data_dir: Annotated[Optional[Path], typer.Option(help="Corpus root folder (overrides data.data_dir).")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run folder from its last checkpoint.")] = False,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<folder>-<name>).")] = None,
 ) -> None:
     from codec.train import run_training
+    from codec.recipebook import find_recipe
 
-    results = run_training(recipe, run_dir, overrides or [], str(data_dir) if data_dir else None, resume)
+    results = run_training(find_recipe(recipe), run_dir, overrides or [], str(data_dir) if data_dir else None, resume)
     if results:
         stdout.print("final validation: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()), markup=False)
 

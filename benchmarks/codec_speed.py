@@ -50,12 +50,12 @@ def main() -> None:
         reps = int(args.seconds * sr / len(speech)) + 1
         audio = Audio(torch.from_numpy(speech).repeat(reps)[None, : int(args.seconds * sr)], sr)
         n_q = model.max_n_q
-        header, codes = encode_audio(model, audio, n_q, name, "0" * 16)  # warm-up
-        t_enc = best_time(lambda: encode_audio(model, audio, n_q, name, "0" * 16), args.repeats)
-        t_dec = best_time(lambda: decode_audio(model, header, codes), args.repeats)
+        encoded = encode_audio(model, audio, n_q)  # warm-up
+        t_enc = best_time(lambda: encode_audio(model, audio, n_q), args.repeats)
+        t_dec = best_time(lambda: decode_audio(model, encoded), args.repeats)
         # live streaming: 80 ms chunks through the per-module streaming state
-        t_enc_s = best_time(lambda: encode_audio(model, audio, n_q, name, "0" * 16, chunk_seconds=0.08), args.repeats)
-        t_dec_s = best_time(lambda: decode_audio(model, header, codes, chunk_seconds=0.08), args.repeats)
+        t_enc_s = best_time(lambda: encode_audio(model, audio, n_q, chunk_seconds=0.08), args.repeats)
+        t_dec_s = best_time(lambda: decode_audio(model, encoded, chunk_seconds=0.08), args.repeats)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"{name:<14} {params:>7.2f}M {config.token_spec.bandwidths()[-1]:>6g} {t_enc / args.seconds:>11.4f} "
               f"{t_dec / args.seconds:>11.4f} {args.seconds / t_enc:>10.1f} / {args.seconds / t_dec:<10.1f}"

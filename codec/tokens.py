@@ -146,6 +146,8 @@ class TokenSpec:
     # --- bitrates of residual prefixes ----------------------------------------------------------
     def bandwidths(self) -> list[float]:
         """kbps with 1, 2, ... n_q residual levels (only the full rate if levels are parallel)."""
+        if self.frame_rate is None:
+            raise ValueError("an image TokenSpec has no bitrate per second; see bits_per_frame")
         counts = range(1, self.n_q + 1) if self.residual else [self.n_q]
         return [self.with_num_codebooks(n).kbps for n in counts]
 

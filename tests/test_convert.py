@@ -23,7 +23,7 @@ import torch
 from codec.audio import AudioCodec, AudioCodecConfig, load_checkpoint, save_pretrained
 from codec.audio.convert import (convert_dac, convert_dac_checkpoint, convert_encodec, dac_config,
                                  dac_config_from_kwargs, dac_state_dict, encodec_config)
-from codec.audio.bitstream import decode_cdc, encode_cdc
+from codec.audio.bitstream import CdcHeader, decode_cdc, encode_cdc
 from codec.audio.compress import decode_audio, encode_audio
 from codec.audio.io import Audio, resample
 from codec.audio.seanet import SEANetConfig
@@ -193,14 +193,14 @@ def test_encodec_48khz_stereo_segments_equal_reference(reference_48k):
     for kbps, n_q in [(3.0, 2), (12.0, 8)]:
         reference_48k.set_target_bandwidth(kbps)
         frames = reference_48k.encode(x)
-        header, codes = encode_audio(converted, Audio(x[0], 48000), converted.config.token_spec.n_q_for_kbps(kbps),
-                                     "encodec_48khz", "0" * 16)
+        encoded = encode_audio(converted, Audio(x[0], 48000), converted.config.token_spec.n_q_for_kbps(kbps))
+        header, codes = CdcHeader.for_encoded(encoded, "encodec_48khz", "0" * 16), encoded.codes
         assert codes.shape == (1, n_q, 150 + 150 + 78) and len(frames) == 3
         assert torch.equal(codes, torch.cat([c for c, _ in frames], dim=-1))
         assert header.scales == tuple(s.item() for _, s in frames) and header.normalized
         assert (header.segment_samples, header.segment_stride) == (48000, 47520)
-        back = decode_cdc(encode_cdc(header, codes))  # the scales survive the file format
-        decoded = decode_audio(converted, *back).samples
+        back, back_codes = decode_cdc(encode_cdc(header, codes))  # the scales survive the file format
+        decoded = decode_audio(converted, back.encoded(back_codes)).samples
         ref_audio = reference_48k.decode(frames)[0, :, :SECONDS_48K]
         assert ref_audio.abs().max() > 0.01
         torch.testing.assert_close(decoded, ref_audio, atol=AUDIO_ATOL, rtol=0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -9,8 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 import cli
-from codec.audio import from_pretrained
+from codec.audio import from_pretrained, model_fingerprint
 from codec.audio.bitstream import read_cdc
+from codec.audio.compress import encode_audio
+from codec.audio.io import read_audio
 from codec.audio.registry import BUNDLED_DIR, DEFAULT_MODEL, resolve_model
 from codec.eval.metrics import compute_metrics
 
@@ -62,3 +67,39 @@ def test_cli_uses_the_default_model(tmp_path, clip):
     assert header.model == DEFAULT_MODEL and codes.shape[1] == 6
     assert runner.invoke(cli.app, ["decode", str(cdc), "-o", str(out)]).exit_code == 0
     assert sf.info(out).frames == len(clip)
+
+
+# sha256 of the codes (int16, little-endian) of the sample clips, recorded before the tokenizer
+# refactor (issue 10): the bundled model's behaviour must not change.
+PINNED_CODES = {
+    ("arctic_awb_a0007.flac", 1): ((1, 1, 200), "911fcec0846bbd28dbc3666ef978f27cd0ff0a0eafdead733af6702a02177ae8"),
+    ("arctic_awb_a0007.flac", 3): ((1, 3, 200), "05603be4efb67516961c9f4e5a3da68d77f0cc12ce2ba7f5452d38f7c79b3270"),
+    ("arctic_awb_a0007.flac", 12): ((1, 12, 200), "87fc648422e35a30ebaa06c00e1df3a347f9719375224e14d607240942210de7"),
+    ("arctic_slt_a0009.flac", 1): ((1, 1, 155), "abfd410cbcdfaf8a6a194cf24db159debb7ee7ddbaf76ddc843be42348589d42"),
+    ("arctic_slt_a0009.flac", 3): ((1, 3, 155), "23830d7de186d9906bbb10f84fb71096f830e9b80ed9c83ba1b6e1fa41d40d39"),
+    ("arctic_slt_a0009.flac", 12): ((1, 12, 155), "71414bb95cb15486c077078b4dc460023c4e8fb48fe642e3ae00ca6b072f905a"),
+    ("librivox_sense_0880.flac", 1): ((1, 1, 150), "6bfe0ac17f0c65cc9022d6cecb7023e7ef7c2f789a88c8c53631eeb3eb27e76f"),
+    ("librivox_sense_0880.flac", 3): ((1, 3, 150), "8f8c080b115ebb5303ba067a6f3d20a851e8f2b0602175ad5fca99e6be25ead0"),
+    ("librivox_sense_0880.flac", 12): ((1, 12, 150), "cbc5adabce28e8e42a85f8fe80d86e24494410831b18313e77568bd6171dd7e8"),
+}
+OLD_FILE = Path(__file__).parent / "data" / "arctic_slt_a0009_3kbps.cdc"  # `codec encode --bandwidth 3` before
+
+
+def test_the_sample_codes_are_pinned():
+    model = from_pretrained()
+    for (name, n_q), (shape, digest) in PINNED_CODES.items():
+        codes = encode_audio(model, read_audio(SAMPLES / name), n_q).codes
+        assert tuple(codes.shape) == shape
+        assert hashlib.sha256(codes.numpy().astype("<i2").tobytes()).hexdigest() == digest, (name, n_q)
+
+
+def test_a_file_written_before_still_decodes_and_encoding_is_byte_identical(tmp_path):
+    assert model_fingerprint(from_pretrained()) == read_cdc(OLD_FILE)[0].model_fingerprint == "ae36e159f905d290"
+    runner = CliRunner()
+    new = tmp_path / "new.cdc"
+    result = runner.invoke(cli.app, ["encode", str(SAMPLES / "arctic_slt_a0009.flac"), "-o", str(new), "--bandwidth", "3"])
+    assert result.exit_code == 0, result.output
+    assert new.read_bytes() == OLD_FILE.read_bytes()
+    result = runner.invoke(cli.app, ["decode", str(OLD_FILE), "-o", str(tmp_path / "old.wav")])
+    assert result.exit_code == 0, result.output
+    assert sf.info(tmp_path / "old.wav").frames == sf.info(SAMPLES / "arctic_slt_a0009.flac").frames

@@ -109,11 +109,31 @@ def test_registry_finds_models_by_name(tmp_path, monkeypatch):
     (lambda p: (p / "config.json").write_text(json.dumps(
         {"format_version": 1, "model_type": "audio_codec", "config": {"sample_rate": "fast"}})), "invalid config"),
     (lambda p: (p / "config.json").unlink(), "needs config.json"),
+    (lambda p: (p / "config.json").write_text(json.dumps({"format_version": 2, "model_type": "vocoder"})),
+     "model_type must be one of audio_codec"),
 ])
 def test_broken_checkpoints_give_clear_errors(tmp_path, corrupt, message):
     path = save_pretrained(AudioCodec(tiny()), tmp_path / "m")
     corrupt(path)
     with pytest.raises(CodecError, match=message):
+        load_checkpoint(path)
+
+
+def test_format_version_1_folders_load_with_the_same_fingerprint(tmp_path, speech):
+    """Version 1 named the level count ``num_codebooks``; such folders load, and a model keeps its
+    fingerprint, so .cdc files written before the rename still decode."""
+    torch.manual_seed(2)
+    codec = AudioCodec(tiny()).eval()
+    path = save_pretrained(codec, tmp_path / "m")
+    document = json.loads((path / "config.json").read_text())
+    quantizer = document["config"]["quantizer"]
+    document["config"]["quantizer"] = {("num_codebooks" if k == "n_q" else k): v for k, v in quantizer.items()}
+    (path / "config.json").write_text(json.dumps({**document, "format_version": 1}))
+    loaded = load_checkpoint(path)
+    assert loaded.config == codec.config and loaded.config.quantizer.n_q == 4
+    assert model_fingerprint(loaded) == model_fingerprint(codec)
+    (path / "config.json").write_text(json.dumps({**document, "format_version": 2}))  # v2 has no num_codebooks
+    with pytest.raises(CodecError, match="unknown key config.quantizer.num_codebooks"):
         load_checkpoint(path)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,11 +17,13 @@ from codec.quantization import (
     FiniteScalarQuantizer,
     QuantizerConfig,
     ResidualVectorQuantizer,
+    VectorQuantizer,
     build_quantizer,
 )
 from codec.quantization.metrics import codebook_metrics
 
-DEVSPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "devspeech"
+ROOT = Path(__file__).resolve().parents[1]
+DEVSPEECH = ROOT.parent / "shared" / "data" / "devspeech"
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +73,15 @@ def test_build_quantizer_maps_kind_to_class_and_sizes() -> None:
         ema(torch.randn(1, 32, 4), n_q=4)
     with pytest.raises(ValueError, match="n_q must be None or 1"):
         fsq.encode(torch.randn(1, 32, 4), n_q=2)
+
+
+def test_config_module_imports_no_quantizer() -> None:
+    """config.py holds QuantizerConfig only; the quantizers import it, never the other way round."""
+    tree = ast.parse((ROOT / "codec" / "quantization" / "config.py").read_text())
+    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    local = [ast.unparse(node) for node in imports
+             if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("codec"))]
+    assert imports and local == []
 
 
 def test_codebook_metrics_values() -> None:
@@ -265,3 +279,100 @@ def test_fsq_bound_reaches_every_level_and_keeps_zero() -> None:
     out = fsq(torch.randn(2, 4, 30))
     assert out.codes.shape == (2, 1, 30) and out.commitment_loss == 0 and out.codebook_loss == 0
     assert 0 < out.usage.item() <= 60 / 240 and 1 <= out.perplexity.item() <= 60
+
+
+# --- any number of token axes ---------------------------------------------------------------
+
+QUANTIZERS = ["vq", "vq-projected", "factorized", "rvq-ema", "rvq-factorized", "fsq"]
+AXES = [(12,), (3, 4), (2, 3, 2)]  # audio [B, D, F], image [B, D, H, W], video [B, D, T, H, W]
+AXIS_FIELDS = {"quantized", "codes", "first_level"}  # the result fields laid out over the axes
+
+
+def tiny_quantizer(name: str, dim: int = 6) -> torch.nn.Module:
+    """A tiny quantizer of each kind (levels and whole quantizers), with quantizer dropout for the RVQs."""
+    kind = {"vq": "ema", "vq-projected": "ema", "factorized": "factorized", "rvq-ema": "ema",
+            "rvq-factorized": "factorized", "fsq": "fsq"}[name]
+    config = QuantizerConfig(kind=kind, n_q=3, codebook_size=8, codebook_dim=4, kmeans_iters=2,
+                             quantizer_dropout=0.5, fsq_levels=(3, 4, 2))
+    if name == "vq":
+        return VectorQuantizer(dim, config)
+    if name == "vq-projected":
+        return VectorQuantizer(dim, config, codebook_dim=4)
+    if name == "factorized":
+        return FactorizedVectorQuantizer(dim, config)
+    return build_quantizer(dim, config)
+
+
+def result_fields(out: object) -> dict[str, torch.Tensor]:
+    return {f.name: getattr(out, f.name) for f in dataclasses.fields(out) if getattr(out, f.name) is not None}
+
+
+def assert_same_as_flattened(out: object, flat_out: object, axes: tuple[int, ...]) -> None:
+    """A result over axes equals the result over the hand-flattened axis, reshaped back."""
+    fields, flat_fields = result_fields(out), result_fields(flat_out)
+    assert fields.keys() == flat_fields.keys()
+    for name, value in fields.items():
+        expected = flat_fields[name].unflatten(-1, axes) if name in AXIS_FIELDS else flat_fields[name]
+        assert value.shape == expected.shape and torch.equal(value, expected), name
+
+
+@pytest.mark.parametrize("axes", AXES)
+@pytest.mark.parametrize("name", QUANTIZERS)
+def test_eval_encode_decode_forward_over_axes_equal_flattened(name: str, axes: tuple[int, ...]) -> None:
+    quantizer = tiny_quantizer(name).eval()
+    x = torch.randn(2, 6, *axes)
+    flat = x.flatten(2)  # [B, D, N] by hand
+    codes, flat_codes = quantizer.encode(x), quantizer.encode(flat)
+    level_dims = 1 if name in ("vq", "vq-projected", "factorized") else 2  # [B, *axes] or [B, Q, *axes]
+    assert codes.shape == (*flat_codes.shape[:level_dims], *axes)
+    assert torch.equal(codes, flat_codes.unflatten(-1, axes))
+    decoded = quantizer.decode(codes)
+    assert decoded.shape == x.shape and torch.equal(decoded, quantizer.decode(flat_codes).unflatten(-1, axes))
+    with torch.no_grad():
+        assert_same_as_flattened(quantizer(x), quantizer(flat), axes)
+    if level_dims == 2:
+        assert_same_as_flattened(quantizer(x), quantizer(x.reshape(2, 6, -1)), axes)  # and with gradients
+
+
+@pytest.mark.parametrize("axes", AXES[1:])
+@pytest.mark.parametrize("name", QUANTIZERS)
+def test_training_forward_over_axes_equals_flattened(name: str, axes: tuple[int, ...]) -> None:
+    """Same codes, losses, metrics, input gradients and codebook updates (k-means, EMA, dead codes, dropout)."""
+    quantizer = tiny_quantizer(name).train()
+    twin = copy.deepcopy(quantizer)  # identical start: EMA codebooks learn from what they see
+    x = torch.randn(4, 6, *axes, requires_grad=True)
+    flat = x.detach().flatten(2).requires_grad_()
+    upstream = torch.randn(x.shape)
+    for step in range(2):  # the first EMA step runs k-means, the second the EMA update
+        torch.manual_seed(step)
+        out = quantizer(x)
+        torch.manual_seed(step)
+        flat_out = twin(flat)
+        assert_same_as_flattened(out, flat_out, axes)
+        (out.quantized * upstream).sum().add(out.commitment_loss.sum()).backward()
+        (flat_out.quantized * upstream.flatten(2)).sum().add(flat_out.commitment_loss.sum()).backward()
+        assert torch.equal(x.grad, flat.grad.unflatten(-1, axes))
+        for (key, value), (_, twin_value) in zip(quantizer.state_dict().items(), twin.state_dict().items()):
+            assert torch.equal(value, twin_value), key
+    if name.startswith("rvq"):  # with these seeds quantizer dropout acts: some items use fewer levels
+        for step in range(2):
+            torch.manual_seed(step)
+            assert (quantizer._active_levels(4, 3, x.device) < 3).any()
+
+
+def test_codebook_metrics_over_axes_equal_flattened() -> None:
+    codes = torch.randint(0, 8, (2, 3, 4, 5))  # [B, Q, H, W]
+    for value, flat_value in zip(codebook_metrics(codes, 8), codebook_metrics(codes.flatten(2), 8)):
+        assert torch.equal(value, flat_value)
+
+
+@pytest.mark.parametrize("name", QUANTIZERS)
+def test_wrong_shapes_give_a_clear_error(name: str) -> None:
+    quantizer = tiny_quantizer(name).eval()
+    with pytest.raises(ValueError, match=r"expected a latent \[B, D=6, \*axes\] with at least one axis, got shape \(2, 6\)"):
+        quantizer.encode(torch.randn(2, 6))
+    with pytest.raises(ValueError, match=r"D=6.*got shape \(2, 5, 3, 3\)"):
+        quantizer(torch.randn(2, 5, 3, 3))
+    no_axis = torch.zeros(2, dtype=torch.long) if name in ("vq", "vq-projected", "factorized") else torch.zeros(2, 1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"expected codes \[B, (Q, )?\*axes\] with at least one axis"):
+        quantizer.decode(no_axis)

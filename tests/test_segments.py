@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from codec.audio import AudioCodec
-from codec.audio.bitstream import decode_cdc, encode_cdc
+from codec.audio.bitstream import CdcHeader, decode_cdc, encode_cdc
 from codec.audio.compress import decode_audio, encode_audio
 from codec.audio.io import Audio
 from codec.audio.presets import tiny
@@ -48,13 +48,15 @@ def test_long_input_is_coded_segment_by_segment(speech):
     seen = []
     encode = model.encode
     model.encode = lambda audio, n_q=None: seen.append(audio.shape[-1]) or encode(audio, n_q)
-    header, codes = encode_audio(model, Audio(x, 16000), 3, "m", "0" * 16, chunk_seconds=1.0)
+    encoded = encode_audio(model, Audio(x, 16000), 3, chunk_seconds=1.0)
+    header, codes = CdcHeader.for_encoded(encoded, "m", "0" * 16), encoded.codes
     assert max(seen) == 16000 and (header.segment_samples, header.segment_stride) == (16000, 15840)
     spans = header.grid.spans()
-    assert spans == [(0, 16000), (15840, 16000), (31680, 8320)] and not header.normalized
+    assert spans == [(0, 16000), (15840, 16000), (31680, 8320)] and not header.normalized and encoded.scales is None
     pieces = [encode(x[None, :, s:s + n], 3)[0] for s, n in spans]
     assert torch.equal(codes[0], torch.cat(pieces, -1)) and len(codes.unique()) > 20
-    decoded = decode_audio(model, *decode_cdc(encode_cdc(header, codes))).samples
+    back, back_codes = decode_cdc(encode_cdc(header, codes))
+    decoded = decode_audio(model, back.encoded(back_codes)).samples
     alone = [model.decode(p[None], n)[0] for p, (_, n) in zip(pieces, spans)]
     torch.testing.assert_close(decoded[:, 200:15800], alone[0][:, 200:15800], atol=1e-6, rtol=0)
     torch.testing.assert_close(decoded[:, 16100:31600], alone[1][:, 260:15760], atol=1e-6, rtol=0)
@@ -68,9 +70,10 @@ def test_long_input_is_coded_segment_by_segment(speech):
 def test_short_input_is_one_pass(speech):
     model = _non_causal()
     x = torch.from_numpy(speech[0][None, :12345])
-    header, codes = encode_audio(model, Audio(x, 16000), 4, "m", "0" * 16)
-    assert torch.equal(codes, model.encode(x[None], 4)) and len(header.grid.spans()) == 1
-    decoded = decode_audio(model, header, codes).samples
+    encoded = encode_audio(model, Audio(x, 16000), 4)
+    codes = encoded.codes
+    assert torch.equal(codes, model.encode(x[None], 4)) and len(encoded.grid.spans()) == 1
+    decoded = decode_audio(model, encoded).samples
     torch.testing.assert_close(decoded, model.decode(codes, 12345)[0], atol=1e-6, rtol=0)
 
 
@@ -79,15 +82,17 @@ def test_normalized_segments_store_their_scale(speech):
     audio give the same codes and scales in proportion."""
     model = _non_causal(segment_seconds=0.5, normalize=True)
     x = torch.from_numpy(speech[0][None, :20000])
-    loud_header, loud = encode_audio(model, Audio(x, 16000), 2, "m", "0" * 16)
-    quiet_header, quiet = encode_audio(model, Audio(x * 0.125, 16000), 2, "m", "0" * 16)
-    assert len(loud_header.scales) == 3
+    loud_encoded = encode_audio(model, Audio(x, 16000), 2)
+    quiet_encoded = encode_audio(model, Audio(x * 0.125, 16000), 2)
+    loud_header, loud = CdcHeader.for_encoded(loud_encoded, "m", "0" * 16), loud_encoded.codes
+    quiet_header, quiet = CdcHeader.for_encoded(quiet_encoded, "m", "0" * 16), quiet_encoded.codes
+    assert len(loud_header.scales) == 3 and loud_encoded.scales.shape == (1, 3)
     assert (loud == quiet).float().mean() > 0.97  # equal but for near ties (x / s rounds differently)
     plain = _non_causal(segment_seconds=0.5)  # the same weights, without normalisation
-    assert (encode_audio(plain, Audio(x * 0.125, 16000), 2, "m", "0" * 16)[1] == quiet).float().mean() < 0.5
+    assert (encode_audio(plain, Audio(x * 0.125, 16000), 2).codes == quiet).float().mean() < 0.5
     assert quiet_header.scales == pytest.approx([s * 0.125 for s in loud_header.scales], rel=1e-5)
-    loud_audio = decode_audio(model, loud_header, loud).samples
-    quiet_audio = decode_audio(model, quiet_header, quiet).samples
+    loud_audio = decode_audio(model, loud_encoded).samples
+    quiet_audio = decode_audio(model, quiet_header.encoded(quiet)).samples  # the scales as the file stores them
     torch.testing.assert_close(quiet_audio, loud_audio * 0.125, atol=1e-6, rtol=1e-4)
 
 

@@ -150,10 +150,9 @@ def test_file_coding_does_not_depend_on_the_chunk_size(speech):
 
     codec = small_codec()
     audio = Audio(torch.from_numpy(speech[0][None, :20011]), 16000)
-    header, codes = encode_audio(codec, audio, 3, "m", "0" * 16, chunk_seconds=10.0)
-    reference = decode_audio(codec, header, codes, chunk_seconds=10.0).samples
+    encoded = encode_audio(codec, audio, 3, chunk_seconds=10.0)
+    reference = decode_audio(codec, encoded, chunk_seconds=10.0).samples
     for seconds in (0.013, 0.1, 0.37):
-        _, chunked = encode_audio(codec, audio, 3, "m", "0" * 16, chunk_seconds=seconds)
-        assert torch.equal(chunked, codes)
-        decoded = decode_audio(codec, header, codes, chunk_seconds=seconds).samples
+        assert torch.equal(encode_audio(codec, audio, 3, chunk_seconds=seconds).codes, encoded.codes)
+        decoded = decode_audio(codec, encoded, chunk_seconds=seconds).samples
         torch.testing.assert_close(decoded, reference, atol=1e-5, rtol=0)

@@ -58,7 +58,60 @@ def test_with_num_codebooks_keeps_the_first_levels():
     (dict(modality="audio", codebook_sizes=(1,), frame_rate=50), ">= 2"),
     (dict(modality="image", codebook_sizes=(1024,)), "grid"),
     (dict(modality="image", codebook_sizes=(1024,), grid=(4, 4), frame_rate=2), "no frame_rate"),
+    (dict(modality="audio", codebook_sizes=(1024,), frame_rate=50, grid=(2,)), "no grid"),
+    (dict(modality="audio", codebook_sizes=(1024,), frame_rate=50, latent_dim=0), "latent_dim"),
 ])
 def test_invalid_specs_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TokenSpec(**kwargs)
+
+
+def test_stored_bits_round_up_information_bits():
+    spec = TokenSpec("audio", (1000, 1024, 3), frame_rate=50)
+    assert spec.stored_bits == (10, 10, 2)
+    assert spec.information_bits == pytest.approx((math.log2(1000), 10.0, math.log2(3)))
+    assert spec.stored_bits_per_second == 50 * 22
+    assert spec.bits_per_second == pytest.approx(50 * (math.log2(1000) + 10 + math.log2(3)))
+    assert spec.stored_bits_per_second > spec.bits_per_second
+
+
+def test_counts_for_a_given_length():
+    audio = TokenSpec("audio", (1024,) * 4, frame_rate=50)
+    assert audio.num_frames(1.0) == 50 and audio.num_frames(1.001) == 51 and audio.num_frames(0.0) == 1
+    assert audio.num_tokens(50) == 200 and audio.num_bits(50) == 2000
+    video = TokenSpec("video", (1000,), frame_rate=4, grid=(2, 3))
+    assert video.num_tokens(8) == 48 and video.num_bits(8, stored=True) == 480
+    assert video.num_bits(8) == pytest.approx(48 * math.log2(1000))
+    image = TokenSpec("image", (16, 16), grid=(4, 4), residual=False)
+    assert image.num_tokens() == 32 and image.num_bits() == 128
+    with pytest.raises(ValueError, match="no frames per second"):
+        image.num_frames(1.0)
+
+
+def test_bandwidths_and_levels_for_a_bitrate():
+    spec = TokenSpec("audio", (1024,) * 12, frame_rate=50)
+    assert spec.bandwidths() == pytest.approx([0.5 * n for n in range(1, 13)])
+    assert spec.n_q_for_kbps(1.5) == 3 and spec.n_q_for_kbps(2.2) == 4 and spec.n_q_for_kbps(100) == 12
+    for bad in (0.3, -1.0):
+        with pytest.raises(ValueError, match="below the lowest bitrate, 0.5 kbps"):
+            spec.n_q_for_kbps(bad)
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="finite"):
+            spec.n_q_for_kbps(bad)
+
+
+def test_parallel_levels_cannot_be_truncated():
+    spec = TokenSpec("image", (8, 8, 8), grid=(2, 2), residual=False)
+    with pytest.raises(ValueError, match="no bitrate per second"):
+        spec.bandwidths()
+    assert TokenSpec("video", (8, 8), frame_rate=2, grid=(1, 1), residual=False).bandwidths() == [0.012]
+    assert spec.with_num_codebooks(3) == spec
+    with pytest.raises(ValueError, match="parallel"):
+        spec.with_num_codebooks(2)
+
+
+def test_fsq_levels_must_match_the_codebook():
+    spec = TokenSpec("audio", (1000,), frame_rate=50, fsq_levels=(8, 5, 5, 5), residual=False)
+    assert spec.fsq_levels == (8, 5, 5, 5) and spec.n_q == 1
+    with pytest.raises(ValueError, match="give 1000 codes"):
+        TokenSpec("audio", (1024,), frame_rate=50, fsq_levels=(8, 5, 5, 5))

@@ -42,6 +42,7 @@ from codec.files import atomic_write, check_readable
 from codec.errors import CodecError
 from codec.tokens import TokenSpec
 
+from .compress import EncodedAudio
 from .segments import SegmentGrid
 
 MAGIC = b"CDCF"
@@ -92,9 +93,14 @@ class CdcHeader:
         return len(self.codebook_sizes)
 
     @property
+    def token_spec(self) -> TokenSpec:
+        """The codes' levels and frame rate (of a validated header)."""
+        return TokenSpec("audio", self.codebook_sizes, self.frame_rate)
+
+    @property
     def codebook_bits(self) -> tuple[int, ...]:
         """Stored bits per code: ceil(log2 K_q)."""
-        return tuple(max(1, (k - 1).bit_length()) for k in self.codebook_sizes)
+        return self.token_spec.stored_bits
 
     @property
     def duration(self) -> float:
@@ -109,8 +115,26 @@ class CdcHeader:
     @property
     def nominal_bitrate(self) -> float:
         """Stored bits per second per channel: frame_rate x sum_q ceil(log2 K_q)."""
-        spec = TokenSpec("audio", tuple(1 << b for b in self.codebook_bits), self.frame_rate)
-        return float(spec.bits_per_second)
+        return self.token_spec.stored_bits_per_second
+
+    @classmethod
+    def for_encoded(cls, encoded: EncodedAudio, model: str, model_fingerprint: str) -> CdcHeader:
+        """The header of a file holding ``encoded``, made by ``model`` (name) with that fingerprint."""
+        grid = encoded.grid
+        segmented = {} if grid is None else dict(
+            segment_samples=grid.segment, segment_stride=grid.stride, model_num_samples=grid.num_samples,
+            normalized=encoded.scales is not None,
+            scales=() if encoded.scales is None else tuple(encoded.scales.flatten().tolist()))
+        return cls(model=model, model_fingerprint=model_fingerprint, sample_rate=encoded.model_sample_rate,
+                   frame_rate=encoded.token_spec.frame_rate, original_sample_rate=encoded.sample_rate,
+                   channels=encoded.streams, num_samples=encoded.num_samples, num_frames=encoded.codes.shape[-1],
+                   codebook_sizes=encoded.token_spec.codebook_sizes, **segmented)
+
+    def encoded(self, codes: torch.Tensor) -> EncodedAudio:
+        """This header's codes [C, Q, F] as coded audio, ready to decode."""
+        scales = torch.tensor(self.scales).view(self.channels, -1) if self.normalized else None
+        return EncodedAudio(codes, self.token_spec, self.sample_rate, self.original_sample_rate, self.num_samples,
+                            self.grid, scales)
 
     def actual_bitrate(self, file_size: int) -> float:
         """Bits per second of a whole file of ``file_size`` bytes (header included)."""

@@ -14,15 +14,40 @@ at once (faster on a GPU); batched convolutions round differently, which can fli
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from .bitstream import CdcHeader
+from ..streaming import can_stream
+from ..tokens import TokenSpec
 from .io import Audio, resample, to_channels
 from .model import AudioCodec
-from .segments import decode_segments, encode_segments, model_grid
-from ..streaming import can_stream
+from .segments import SegmentGrid, decode_segments, encode_segments, model_grid
 
 CHUNK_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class EncodedAudio:
+    """A coded recording: its codes and what decoding needs to give the original back.
+
+    codes:        [S, Q, F] int64 on the CPU, S independently coded streams
+    token_spec:   the codes' levels and frame rate
+    grid, scales: segmented coding of non-causal models (else None): the segment grid at the
+                  model rate and, for RMS-normalised segments, the scales [S, segments]
+    """
+
+    codes: torch.Tensor
+    token_spec: TokenSpec
+    model_sample_rate: int
+    sample_rate: int  # of the original
+    num_samples: int  # of the original, at its rate
+    grid: SegmentGrid | None = None
+    scales: torch.Tensor | None = None
+
+    @property
+    def streams(self) -> int:
+        return self.codes.shape[0]
 
 
 def to_model_input(model: AudioCodec, audio: Audio, downmix: bool) -> torch.Tensor:
@@ -39,12 +64,13 @@ def to_model_input(model: AudioCodec, audio: Audio, downmix: bool) -> torch.Tens
 
 
 @torch.inference_mode()
-def encode_audio(model: AudioCodec, audio: Audio, n_q: int, model_name: str, fingerprint: str,
-                 downmix: bool = False, chunk_seconds: float = CHUNK_SECONDS,
-                 batch_size: int = 1) -> tuple[CdcHeader, torch.Tensor]:
-    """Audio -> (.cdc header, codes [S, n_q, F]) for S independently coded streams."""
+def encode_audio(model: AudioCodec, audio: Audio, n_q: int | None = None, downmix: bool = False,
+                 chunk_seconds: float = CHUNK_SECONDS, batch_size: int = 1) -> EncodedAudio:
+    """Audio -> codes of S independently coded streams with ``n_q`` levels (default: the model's n_q)."""
+    n_q = n_q or model.n_q
+    spec = model.config.token_spec.with_num_codebooks(n_q)
     x = to_model_input(model, audio, downmix).to(next(model.parameters()).device)
-    segmented = {}
+    grid = scales = None
     if can_stream(model):
         chunk = max(model.hop_length, int(chunk_seconds * model.sample_rate) // model.hop_length * model.hop_length)
         with model.streaming(x.shape[0]):
@@ -53,33 +79,18 @@ def encode_audio(model: AudioCodec, audio: Audio, n_q: int, model_name: str, fin
     else:
         grid = model_grid(model, x.shape[-1], chunk_seconds)
         codes, scales = encode_segments(model, x, n_q, grid, model.config.normalize, batch_size)
-        segmented = dict(segment_samples=grid.segment, segment_stride=grid.stride, model_num_samples=grid.num_samples,
-                         normalized=scales is not None,
-                         scales=() if scales is None else tuple(scales.float().cpu().flatten().tolist()))
-    header = CdcHeader(
-        model=model_name,
-        model_fingerprint=fingerprint,
-        sample_rate=model.sample_rate,
-        frame_rate=model.config.frame_rate,
-        original_sample_rate=audio.sample_rate,
-        channels=codes.shape[0],
-        num_samples=audio.num_samples,
-        num_frames=codes.shape[-1],
-        codebook_sizes=tuple(model.quantizer.codebook_sizes[:n_q]),
-        **segmented,
-    )
-    return header, codes.cpu()
+        scales = None if scales is None else scales.float().cpu()
+    return EncodedAudio(codes.cpu(), spec, model.sample_rate, audio.sample_rate, audio.num_samples, grid, scales)
 
 
 @torch.inference_mode()
-def decode_audio(model: AudioCodec, header: CdcHeader, codes: torch.Tensor,
-                 chunk_seconds: float = CHUNK_SECONDS) -> Audio:
-    """(header, codes [S, Q, F]) -> Audio at the original sample rate and length."""
+def decode_audio(model: AudioCodec, encoded: EncodedAudio, chunk_seconds: float = CHUNK_SECONDS) -> Audio:
+    """Coded audio -> Audio at the original sample rate and length."""
     device = next(model.parameters()).device
-    codes = codes.to(device)
-    if header.grid is not None:
-        scales = torch.tensor(header.scales, device=device).view(codes.shape[0], -1) if header.normalized else None
-        wav = decode_segments(model, codes, header.grid, scales)
+    codes = encoded.codes.to(device)
+    if encoded.grid is not None:
+        scales = None if encoded.scales is None else encoded.scales.to(device)
+        wav = decode_segments(model, codes, encoded.grid, scales)
     elif can_stream(model):
         frames = max(1, int(chunk_seconds * model.config.frame_rate))
         with model.streaming(codes.shape[0]):
@@ -88,7 +99,7 @@ def decode_audio(model: AudioCodec, header: CdcHeader, codes: torch.Tensor,
     else:
         wav = model.decode(codes)
     wav = wav.reshape(-1, wav.shape[-1]).float().cpu()  # [S * model channels, T']
-    wav = resample(wav, model.sample_rate, header.original_sample_rate)
-    length = header.num_samples
+    wav = resample(wav, model.sample_rate, encoded.sample_rate)
+    length = encoded.num_samples
     wav = torch.nn.functional.pad(wav, (0, max(0, length - wav.shape[-1])))[..., :length]
-    return Audio(samples=wav, sample_rate=header.original_sample_rate)
+    return Audio(samples=wav, sample_rate=encoded.sample_rate)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..audio.bitstream import encode_cdc
+from ..audio.bitstream import CdcHeader, encode_cdc
 from ..audio.compress import decode_audio, encode_audio
 from ..audio.io import Audio, to_channels
 from ..audio.model import AudioCodec
@@ -40,12 +40,12 @@ class NeuralSystem:
     def code(self, audio: Audio) -> CodedClip:
         mono = Audio(to_channels(audio.samples, 1), audio.sample_rate)
         start = time.perf_counter()
-        header, codes = encode_audio(self.model, mono, self.n_q, self.model_name, self.fingerprint)
-        size = len(encode_cdc(header, codes))
-        encoded = time.perf_counter()
-        decoded = decode_audio(self.model, header, codes)
-        return CodedClip(audio=decoded, num_bytes=size, encode_seconds=encoded - start,
-                         decode_seconds=time.perf_counter() - encoded)
+        encoded = encode_audio(self.model, mono, self.n_q)
+        size = len(encode_cdc(CdcHeader.for_encoded(encoded, self.model_name, self.fingerprint), encoded.codes))
+        encode_end = time.perf_counter()
+        decoded = decode_audio(self.model, encoded)
+        return CodedClip(audio=decoded, num_bytes=size, encode_seconds=encode_end - start,
+                         decode_seconds=time.perf_counter() - encode_end)
 
 
 def neural_systems(model: AudioCodec, model_name: str, fingerprint: str,

@@ -1,10 +1,13 @@
-"""Quantizers that turn continuous latents [B, D, T] into codes [B, Q, T] and back.
+"""Quantizers that turn continuous latents [B, D, *axes] into codes [B, Q, *axes] and back.
 
+Any number of axes (one or more): audio [B, D, F], image [B, D, H, W], video [B, D, T, H, W].
 `build_quantizer(dim, QuantizerConfig(...))` is the entry point; every quantizer's forward
-returns a `QuantizerOutput`.
+returns a `QuantizerOutput`. `config` (QuantizerConfig) imports no quantizer; the quantizers
+import it, and `build` (build_quantizer) imports both.
 """
 
-from .config import QuantizerConfig, build_quantizer
+from .build import build_quantizer
+from .config import QuantizerConfig
 from .factorized import FactorizedVectorQuantizer
 from .fsq import FiniteScalarQuantizer
 from .result import QuantizerOutput

@@ -1,13 +1,13 @@
-"""QuantizerConfig: the frozen description of a quantizer, and the one factory that builds it."""
+"""QuantizerConfig: the frozen description of a quantizer (built by `build.build_quantizer`).
+
+This module imports no quantizer: the quantizers import it.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Literal, get_args
-
-from .fsq import FiniteScalarQuantizer
-from .rvq import ResidualVectorQuantizer
 
 QuantizerKind = Literal["ema", "factorized", "fsq"]
 
@@ -67,9 +67,3 @@ class QuantizerConfig:
         """Whether the levels are residual (a prefix of them is a lower bitrate): RVQ yes, FSQ has one level."""
         return self.kind != "fsq"
 
-
-def build_quantizer(dim: int, config: QuantizerConfig) -> ResidualVectorQuantizer | FiniteScalarQuantizer:
-    """The quantizer for a latent of `dim` channels ([B, dim, T] in and out)."""
-    if config.kind == "fsq":
-        return FiniteScalarQuantizer(dim, config)
-    return ResidualVectorQuantizer(dim, config)

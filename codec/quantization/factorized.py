@@ -7,24 +7,22 @@ codebook loss, while the commitment loss pulls the projected latent towards its 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from .axes import flatten_axes, flatten_code_axes, unflatten_axes
+from .config import QuantizerConfig
 from .level import LevelOutput, mse_per_item
-
-if TYPE_CHECKING:
-    from .config import QuantizerConfig
 
 
 class FactorizedVectorQuantizer(nn.Module):
-    """One factorized VQ level over [B, D, T] latents (code space of config.codebook_dim)."""
+    """One factorized VQ level over [B, D, *axes] latents (code space of config.codebook_dim)."""
 
     def __init__(self, dim: int, config: QuantizerConfig) -> None:
         super().__init__()
+        self.dim = dim
         self.project_in = weight_norm(nn.Conv1d(dim, config.codebook_dim, 1))
         self.project_out = weight_norm(nn.Conv1d(config.codebook_dim, dim, 1))
         self.codebook = nn.Embedding(config.codebook_size, config.codebook_dim)
@@ -36,25 +34,29 @@ class FactorizedVectorQuantizer(nn.Module):
         return self.codebook.num_embeddings
 
     def nearest(self, z: Tensor) -> Tensor:
-        """Code of highest cosine similarity: z [B, d, T] in code space -> [B, T]."""
+        """Code of highest cosine similarity: z [B, d, N] in code space -> [B, N]."""
         z = F.normalize(z, dim=1)
         codebook = F.normalize(self.codebook.weight, dim=1)  # [K, d]
-        return torch.einsum("bdt,kd->btk", z, codebook).argmax(-1)
+        return torch.einsum("bdn,kd->bnk", z, codebook).argmax(-1)
 
     def encode(self, x: Tensor) -> Tensor:
-        """x [B, D, T] -> codes [B, T]."""
-        return self.nearest(self.project_in(x))
+        """x [B, D, *axes] -> codes [B, *axes]."""
+        x, axes = flatten_axes(x, self.dim)  # [B, D, N]
+        return unflatten_axes(self.nearest(self.project_in(x)), axes)
 
     def decode(self, codes: Tensor) -> Tensor:
-        """codes [B, T] -> [B, D, T]."""
-        return self.project_out(self.codebook(codes).transpose(1, 2))
+        """codes [B, *axes] -> [B, D, *axes]."""
+        codes, axes = flatten_code_axes(codes, leading=1)  # [B, N]
+        return unflatten_axes(self.project_out(self.codebook(codes).transpose(1, 2)), axes)
 
     def forward(self, x: Tensor) -> LevelOutput:
-        """Quantize x [B, D, T] with straight-through gradients in code space."""
-        z_e = self.project_in(x)  # [B, d, T]
-        codes = self.nearest(z_e.detach())
-        z_q = self.codebook(codes).transpose(1, 2)  # [B, d, T]
+        """Quantize x [B, D, *axes] with straight-through gradients in code space."""
+        x, axes = flatten_axes(x, self.dim)  # [B, D, N]
+        z_e = self.project_in(x)  # [B, d, N]
+        codes = self.nearest(z_e.detach())  # [B, N]
+        z_q = self.codebook(codes).transpose(1, 2)  # [B, d, N]
         commitment = mse_per_item(z_e, z_q.detach()) * self.commitment_weight
         codebook_loss = mse_per_item(z_q, z_e.detach()) * self.codebook_weight
         z_q = z_e + (z_q - z_e).detach()  # straight-through
-        return LevelOutput(self.project_out(z_q), codes, commitment, codebook_loss)
+        quantized = self.project_out(z_q)  # [B, D, N]
+        return LevelOutput(unflatten_axes(quantized, axes), unflatten_axes(codes, axes), commitment, codebook_loss)

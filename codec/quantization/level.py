@@ -11,8 +11,8 @@ from torch import Tensor
 class LevelOutput:
     """One level's forward pass; the residual quantizer combines levels into a QuantizerOutput.
 
-    quantized:        [B, D, T] with straight-through gradients to the level's input
-    codes:            [B, T] int64
+    quantized:        [B, D, *axes] with straight-through gradients to the level's input
+    codes:            [B, *axes] int64
     commitment_loss:  [B] per item, weighted
     codebook_loss:    [B] per item, weighted (zeros for EMA codebooks)
     """

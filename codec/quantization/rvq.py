@@ -7,30 +7,28 @@ probability p keeps only a random number of levels in 1..n_q.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 
+from .axes import flatten_axes, flatten_code_axes, unflatten_axes
+from .config import QuantizerConfig
 from .factorized import FactorizedVectorQuantizer
 from .metrics import codebook_metrics
 from .result import QuantizerOutput
 from .vq import VectorQuantizer
 
-if TYPE_CHECKING:
-    from .config import QuantizerConfig
-
 Level = VectorQuantizer | FactorizedVectorQuantizer
 
 
 class ResidualVectorQuantizer(nn.Module):
-    """config.n_q levels of EMA ("ema") or factorized ("factorized") VQ over [B, D, T]."""
+    """config.n_q levels of EMA ("ema") or factorized ("factorized") VQ over [B, D, *axes]."""
 
     def __init__(self, dim: int, config: QuantizerConfig) -> None:
         super().__init__()
         if config.kind not in ("ema", "factorized"):
             raise ValueError(f"residual VQ needs kind 'ema' or 'factorized', got {config.kind!r}")
         level = VectorQuantizer if config.kind == "ema" else FactorizedVectorQuantizer
+        self.dim = dim
         self.levels = nn.ModuleList(level(dim, config) for _ in range(config.n_q))
         self.quantizer_dropout = config.quantizer_dropout
 
@@ -43,18 +41,19 @@ class ResidualVectorQuantizer(nn.Module):
         return tuple(level.codebook_size for level in self.levels)
 
     def forward(self, x: Tensor, n_q: int | None = None) -> QuantizerOutput:
-        """Quantize x [B, D, T] with the first n_q levels (default: all).
+        """Quantize x [B, D, *axes] with the first n_q levels (default: all).
 
         Losses are summed over levels, each averaged over the items for which the level is
-        active; codes [B, n_q, T] are returned for every level, active or dropped.
+        active; codes [B, n_q, *axes] are returned for every level, active or dropped.
         """
         n_q = self._check_n_q(n_q)
+        x, axes = flatten_axes(x, self.dim)  # [B, D, N]
         active_levels = self._active_levels(x.shape[0], n_q, x.device)  # [B]
         quantized = torch.zeros_like(x)
         residual = x
         codes, commitment, codebook_loss = [], x.new_zeros(()), x.new_zeros(())
         for i, level in enumerate(self.levels[:n_q]):
-            out = level(residual)
+            out = level(residual)  # quantized [B, D, N], codes [B, N]
             active = (active_levels > i).to(x.dtype)  # [B]
             quantized = quantized + out.quantized * active[:, None, None]
             residual = residual - out.quantized
@@ -63,22 +62,27 @@ class ResidualVectorQuantizer(nn.Module):
                 first_level = out.quantized
             commitment = commitment + _masked_mean(out.commitment_loss, active)
             codebook_loss = codebook_loss + _masked_mean(out.codebook_loss, active)
-        codes_t = torch.stack(codes, 1)  # [B, n_q, T]
+        codes_t = torch.stack(codes, 1)  # [B, n_q, N]
         usage, perplexity = codebook_metrics(codes_t, max(self.codebook_sizes))
-        return QuantizerOutput(quantized, codes_t, commitment, codebook_loss, usage, perplexity, first_level)
+        return QuantizerOutput(unflatten_axes(quantized, axes), unflatten_axes(codes_t, axes), commitment,
+                               codebook_loss, usage, perplexity, unflatten_axes(first_level, axes))
 
     def encode(self, x: Tensor, n_q: int | None = None) -> Tensor:
-        """x [B, D, T] -> codes [B, n_q, T]; never changes the codebooks."""
-        residual, codes = x, []
-        for level in self.levels[: self._check_n_q(n_q)]:
-            codes.append(level.encode(residual))
+        """x [B, D, *axes] -> codes [B, n_q, *axes]; never changes the codebooks."""
+        n_q = self._check_n_q(n_q)
+        residual, axes = flatten_axes(x, self.dim)  # [B, D, N]
+        codes = []
+        for level in self.levels[:n_q]:
+            codes.append(level.encode(residual))  # [B, N]
             residual = residual - level.decode(codes[-1])
-        return torch.stack(codes, 1)
+        return unflatten_axes(torch.stack(codes, 1), axes)  # [B, n_q, *axes]
 
     def decode(self, codes: Tensor) -> Tensor:
-        """codes [B, Q, T] with Q <= n_q -> [B, D, T] (sum of the first Q levels)."""
+        """codes [B, Q, *axes] with Q <= n_q -> [B, D, *axes] (sum of the first Q levels)."""
+        codes, axes = flatten_code_axes(codes, leading=2)  # [B, Q, N]
         self._check_n_q(codes.shape[1])
-        return torch.stack([level.decode(c) for level, c in zip(self.levels, codes.unbind(1))]).sum(0)
+        quantized = torch.stack([level.decode(c) for level, c in zip(self.levels, codes.unbind(1))]).sum(0)
+        return unflatten_axes(quantized, axes)  # [B, D, *axes]
 
     def _check_n_q(self, n_q: int | None) -> int:
         if n_q is None:

@@ -8,18 +8,15 @@ on random vectors of the batch. Evaluation mode never changes it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import all_gather_cat, all_reduce_sum_
+from .axes import flatten_axes, flatten_code_axes, unflatten_axes
+from .config import QuantizerConfig
 from .kmeans import kmeans, squared_distances
 from .level import LevelOutput, mse_per_item
-
-if TYPE_CHECKING:
-    from .config import QuantizerConfig
 
 _LAPLACE_EPS = 1e-5
 
@@ -112,7 +109,7 @@ class EMACodebook(nn.Module):
 
 
 class VectorQuantizer(nn.Module):
-    """One VQ level over [B, D, T] latents with an EMA codebook and a straight-through estimator.
+    """One VQ level over [B, D, *axes] latents with an EMA codebook and a straight-through estimator.
 
     codebook_dim: the code space; None (the default, used by the RVQ) means D, without the
     linear projections in and out that a smaller code space adds.
@@ -120,6 +117,7 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, dim: int, config: QuantizerConfig, codebook_dim: int | None = None) -> None:
         super().__init__()
+        self.dim = dim
         codebook_dim = codebook_dim or dim
         projected = codebook_dim != dim
         self.project_in = nn.Linear(dim, codebook_dim) if projected else nn.Identity()
@@ -132,20 +130,25 @@ class VectorQuantizer(nn.Module):
         return self.codebook.size
 
     def encode(self, x: Tensor) -> Tensor:
-        """x [B, D, T] -> codes [B, T]; never changes the codebook."""
-        z = self.project_in(x.transpose(1, 2))  # [B, T, d]
-        return self.codebook.nearest(z.flatten(0, 1)).view(z.shape[:2])
+        """x [B, D, *axes] -> codes [B, *axes]; never changes the codebook."""
+        x, axes = flatten_axes(x, self.dim)  # [B, D, N]
+        z = self.project_in(x.transpose(1, 2))  # [B, N, d]
+        codes = self.codebook.nearest(z.flatten(0, 1)).view(z.shape[:2])  # [B, N]
+        return unflatten_axes(codes, axes)
 
     def decode(self, codes: Tensor) -> Tensor:
-        """codes [B, T] -> [B, D, T]."""
-        return self.project_out(self.codebook.lookup(codes)).transpose(1, 2)
+        """codes [B, *axes] -> [B, D, *axes]."""
+        codes, axes = flatten_code_axes(codes, leading=1)  # [B, N]
+        return unflatten_axes(self.project_out(self.codebook.lookup(codes)).transpose(1, 2), axes)
 
     def forward(self, x: Tensor) -> LevelOutput:
-        """Quantize x [B, D, T]; the commitment loss is mse(z, code vector) in code space."""
-        z = self.project_in(x.transpose(1, 2))  # [B, T, d]
+        """Quantize x [B, D, *axes]; the commitment loss is mse(z, code vector) in code space."""
+        x, axes = flatten_axes(x, self.dim)  # [B, D, N]
+        z = self.project_in(x.transpose(1, 2))  # [B, N, d]
         codes, vectors = self.codebook(z.flatten(0, 1))
-        codes, vectors = codes.view(z.shape[:2]), vectors.view(z.shape)
+        codes, vectors = codes.view(z.shape[:2]), vectors.view(z.shape)  # [B, N], [B, N, d]
         commitment = mse_per_item(z, vectors) * self.commitment_weight  # vectors carry no gradient
         z_q = z + (vectors - z).detach()  # straight-through
-        quantized = self.project_out(z_q).transpose(1, 2)
-        return LevelOutput(quantized, codes, commitment, torch.zeros_like(commitment))
+        quantized = self.project_out(z_q).transpose(1, 2)  # [B, D, N]
+        return LevelOutput(unflatten_axes(quantized, axes), unflatten_axes(codes, axes), commitment,
+                           torch.zeros_like(commitment))

@@ -1,0 +1,10 @@
+"""Packaging beyond pyproject.toml: the top-level recipes/ folder is installed as codec/recipes,
+so an installed (non-editable) package still finds its training recipes."""
+
+from setuptools import find_packages, setup
+
+setup(
+    packages=[*find_packages(include=["codec*", "slm*"]), "codec.recipes"],
+    package_dir={"codec.recipes": "recipes"},
+    package_data={"codec": ["audio/bundled/*/*"], "codec.recipes": ["*/*.yaml", "*/README.md"]},
+)
