@@ -56,7 +56,8 @@ class _LoadedModel:
     """A model with the name and fingerprint that .cdc files record."""
 
     model: object
-    name: str
+    name: str  # a registered name, or a model folder's name (never a local path)
+    path: Path | None  # the folder or file it was loaded from, if given as a path
     fingerprint: str
 
 
@@ -64,131 +65,141 @@ class _LoadedModel:
 def _load_model(spec: Optional[str], device: str) -> _LoadedModel:
     from codec.audio import from_pretrained, model_fingerprint
     from codec.audio.registry import DEFAULT_MODEL
+    from codec.devices import parse_device
 
-    model = from_pretrained(spec, device)
+    model = from_pretrained(spec, parse_device(device))
     name = spec or DEFAULT_MODEL
-    if Path(name).expanduser().exists():
-        name = str(Path(name).expanduser().resolve())
-    return _LoadedModel(model, name, model_fingerprint(model))
+    path = Path(name).expanduser()
+    if path.exists():  # files record the folder's name, not where it lies on this machine
+        path = path.resolve()
+        return _LoadedModel(model, path.stem if path.is_file() else path.name, path, model_fingerprint(model))
+    return _LoadedModel(model, name, None, model_fingerprint(model))
 
 
-def _outputs(inputs: list[Path], output: Optional[Path], suffix: str) -> list[Path]:
-    """Output paths: -o is the file for one input, or a folder for several."""
-    if output is None:
-        return [p.with_suffix(suffix) for p in inputs]
-    if len(inputs) == 1 and not output.is_dir():
-        return [output]
-    if output.exists() and not output.is_dir():
-        raise CodecError(f"With several inputs, -o must be a folder, and {output} is a file.")
-    output.mkdir(parents=True, exist_ok=True)
-    return [output / p.with_suffix(suffix).name for p in inputs]
+def _levels(spec, bandwidth: Optional[float], n_q: Optional[int]) -> int:
+    """Codebook levels for --bandwidth or --n-q (default: all) of a model's full TokenSpec."""
+    available = f"available: {', '.join(f'{b:g}' for b in spec.bandwidths())} kbps"
+    if bandwidth is not None and n_q is not None:
+        raise CodecError("Pass either --bandwidth or --n-q, not both.")
+    if n_q is not None and not 1 <= n_q <= spec.n_q:
+        raise CodecError(f"--n-q must be between 1 and {spec.n_q} for this model, got {n_q}.")
+    if bandwidth is None:
+        return n_q or spec.n_q
+    try:
+        return spec.n_q_for_kbps(bandwidth)
+    except ValueError as e:
+        raise CodecError(f"Cannot use that bitrate: {e} ({available}).") from None
 
 
-def _run_each(inputs: list[Path], outputs: list[Path], work: Callable[[Path, Path], None]) -> None:
-    """Run ``work`` per file, with a progress bar for several; report each failure, exit 1 if any."""
-    failures = 0
-    with Progress(console=stderr, disable=len(inputs) < 2) as progress:
-        task = progress.add_task("files", total=len(inputs))
-        for src, dst in zip(inputs, outputs):
-            try:
-                work(src, dst)
-            except CodecError as e:
-                failures += 1
-                stderr.print(f"error: {e}", markup=False, soft_wrap=True)
-            progress.advance(task)
+def _run_each(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], workers: int = 1) -> None:
+    """Run ``work`` per file (``workers`` processes), with a progress bar for several; report each
+    failure, exit 1 if any."""
+    from codec.jobs import run_jobs
+
+    with Progress(console=stderr, disable=len(jobs) < 2) as progress:
+        task = progress.add_task("files", total=len(jobs))
+        failures = run_jobs(jobs, work, workers, lambda: progress.advance(task))
+    for _, message in failures:
+        stderr.print(f"error: {message}", markup=False, soft_wrap=True)
     if failures:
-        if len(inputs) > 1:
-            stderr.print(f"{failures} of {len(inputs)} files failed.", markup=False)
+        if len(jobs) > 1:
+            stderr.print(f"{len(failures)} of {len(jobs)} files failed.", markup=False)
         raise typer.Exit(1)
 
 
+def _encode_file(src: Path, dst: Path, model: Optional[str], device: str, n_q: int, downmix: bool, batch: int,
+                 force: bool) -> None:
+    from codec.audio.bitstream import CdcHeader, write_cdc
+    from codec.audio.compress import encode_audio
+    from codec.audio.io import read_audio
+
+    loaded = _load_model(model, device)
+    encoded = encode_audio(loaded.model, read_audio(src), n_q, downmix, batch_size=batch)
+    write_cdc(dst, CdcHeader.for_encoded(encoded, loaded.name, loaded.fingerprint), encoded.codes, force)
+
+
+def _decode_file(src: Path, dst: Path, model: Optional[str], device: str, force: bool) -> None:
+    from codec.audio.bitstream import read_cdc
+    from codec.audio.compress import decode_audio
+    from codec.audio.io import write_audio
+
+    header, codes = read_cdc(src)
+    try:
+        loaded = _load_model(model or header.model, device)
+    except CodecError as e:
+        raise CodecError(f"Cannot decode {src}: its model {header.model!r} cannot be loaded here "
+                         f"({str(e).rstrip('.')}); pass --model with that model's name or folder.") from None
+    if loaded.fingerprint != header.model_fingerprint:
+        raise CodecError(f"{src} was made by a different model (fingerprint {header.model_fingerprint}) "
+                         f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
+    write_audio(dst, decode_audio(loaded.model, header.encoded(codes)).samples, header.original_sample_rate, force)
+
+
 Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
-Device = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")]
+Device = Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:N or auto.")]
+Output = Annotated[Optional[str], typer.Option("-o", "--output", show_default=False,
+                                               help="Output file for one input, or a folder for several.")]
+Workers = Annotated[int, typer.Option(min=1, help="Files coded at once, each in its own process.")]
 
 
 @app.command()
 @cli_errors
 def encode(
     inputs: Annotated[list[Path], typer.Argument(help="Audio files (WAV, FLAC, OGG, Opus, MP3).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output .cdc file, or a folder for several inputs.")] = None,
+    output: Output = None,
     model: Annotated[Optional[str], typer.Option(help="Registered model name or model folder.")] = None,
     bandwidth: Annotated[Optional[float], typer.Option(help="Target bitrate in kbps (the highest that fits).")] = None,
     n_q: Annotated[Optional[int], typer.Option("--n-q", help="Number of codebooks (sets the bitrate).")] = None,
     downmix: Annotated[bool, typer.Option(help="Average all channels to mono before coding.")] = False,
     batch: Annotated[int, typer.Option(min=1, help="Non-causal models: segments coded at once (faster on a GPU; "
                                                    "may flip near-tie codes).")] = 1,
+    workers: Workers = 1,
     force: Force = False,
     device: Device = "cpu",
 ) -> None:
     """Compress audio files into .cdc token files."""
-    from codec.audio.bitstream import CdcHeader, write_cdc
-    from codec.audio.compress import encode_audio
-    from codec.audio.io import read_audio
     from codec.files import check_writable
+    from codec.jobs import plan_outputs
 
-    if bandwidth is not None and n_q is not None:
-        raise CodecError("Pass either --bandwidth or --n-q, not both.")
-    outputs = _outputs(inputs, output, ".cdc")
+    outputs = plan_outputs(inputs, output, ".cdc")
     for dst in outputs:
         check_writable(dst, force)
-    loaded = _load_model(model, device)
-    spec = loaded.model.config.token_spec  # every level: the model's highest bitrate
-    try:
-        levels = spec.n_q_for_kbps(bandwidth) if bandwidth is not None else (n_q or spec.n_q)
-        spec.with_num_codebooks(levels)
-    except ValueError as e:
-        raise CodecError(f"Cannot use that bitrate: {e}; available: {', '.join(f'{b:g}' for b in spec.bandwidths())} kbps.") from None
-
-    def work(src: Path, dst: Path) -> None:
-        encoded = encode_audio(loaded.model, read_audio(src), levels, downmix, batch_size=batch)
-        write_cdc(dst, CdcHeader.for_encoded(encoded, loaded.name, loaded.fingerprint), encoded.codes, force)
-
-    _run_each(inputs, outputs, work)
+    levels = _levels(_load_model(model, device).model.config.token_spec, bandwidth, n_q)
+    work = functools.partial(_encode_file, model=model, device=device, n_q=levels, downmix=downmix, batch=batch,
+                             force=force)
+    _run_each(list(zip(inputs, outputs)), work, workers)
 
 
 @app.command()
 @cli_errors
 def decode(
     inputs: Annotated[list[Path], typer.Argument(help=".cdc files.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output audio file (.wav, .flac, ...), or a folder.")] = None,
+    output: Output = None,
     model: Annotated[Optional[str], typer.Option(help="Model to decode with (default: the one named in the file).")] = None,
+    workers: Workers = 1,
     force: Force = False,
     device: Device = "cpu",
 ) -> None:
-    """Decode .cdc files back to audio at the original sample rate and length."""
-    from codec.audio.bitstream import read_cdc
-    from codec.audio.compress import decode_audio
-    from codec.audio.io import write_audio
+    """Decode .cdc files back to audio (WAV, or FLAC/OGG/Opus/MP3 by the extension) at the original
+    sample rate and length."""
+    from codec.devices import parse_device
     from codec.files import check_writable
+    from codec.jobs import plan_outputs
 
-    outputs = _outputs(inputs, output, ".wav")
+    outputs = plan_outputs(inputs, output, ".wav")
     for dst in outputs:
         check_writable(dst, force)
-
-    def work(src: Path, dst: Path) -> None:
-        header, codes = read_cdc(src)
-        try:
-            loaded = _load_model(model or header.model, device)
-        except CodecError as e:
-            raise CodecError(f"Cannot decode {src}: its model {header.model!r} cannot be loaded here "
-                             f"({str(e).rstrip('.')}); pass --model.") from None
-        if loaded.fingerprint != header.model_fingerprint:
-            raise CodecError(f"{src} was made by a different model (fingerprint {header.model_fingerprint}) "
-                             f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
-        write_audio(dst, decode_audio(loaded.model, header.encoded(codes)).samples, header.original_sample_rate, force)
-
-    _run_each(inputs, outputs, work)
+    parse_device(device)
+    _run_each(list(zip(inputs, outputs)), functools.partial(_decode_file, model=model, device=device, force=force),
+              workers)
 
 
-@app.command()
-@cli_errors
-def info(path: Annotated[Path, typer.Argument(help="A .cdc file.", show_default=False)]) -> None:
-    """Print a .cdc file's header, duration and bitrate."""
+def _info_rows(path: Path) -> list[tuple[str, str]]:
     from codec.audio.bitstream import header_overhead, read_cdc
 
     header, _ = read_cdc(path)
     size = path.stat().st_size
-    rows = [
+    return [
         ("file", str(path)),
         ("model", header.model),
         ("model fingerprint", header.model_fingerprint),
@@ -205,8 +216,26 @@ def info(path: Annotated[Path, typer.Argument(help="A .cdc file.", show_default=
         ("actual bitrate", f"{header.actual_bitrate(size) / 1000:.3f} kbps (file {size} bytes, "
                            f"header {header_overhead(header)} bytes)"),
     ]
-    for key, value in rows:
-        stdout.print(f"{key + ':':<19} {value}", markup=False, soft_wrap=True)
+
+
+@app.command()
+@cli_errors
+def info(paths: Annotated[list[Path], typer.Argument(help=".cdc files.", show_default=False)]) -> None:
+    """Print each .cdc file's header, duration and bitrate."""
+    failures = 0
+    for i, path in enumerate(paths):
+        try:
+            rows = _info_rows(path)
+        except CodecError as e:
+            failures += 1
+            stderr.print(f"error: {e}", markup=False, soft_wrap=True)
+            continue
+        if i:
+            stdout.print()
+        for key, value in rows:
+            stdout.print(f"{key + ':':<19} {value}", markup=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -276,8 +305,8 @@ def evaluate(
     for spec in model or ([DEFAULT_MODEL] if DEFAULT_MODEL else []):
         loaded = _load_model(spec, device)
         try:
-            path = Path(loaded.name)  # a folder is shown as parent/folder, e.g. runs-name/best
-            name = "/".join(path.parts[-2:]) if path.is_absolute() else loaded.name
+            # a folder is shown as parent/folder, e.g. runs-name/best
+            name = "/".join(loaded.path.parts[-2:]) if loaded.path is not None else loaded.name
             systems += neural_systems(loaded.model, name, loaded.fingerprint, bandwidth)
         except ValueError as e:
             raise CodecError(f"Cannot evaluate {loaded.name} at that bitrate: {e}.") from None

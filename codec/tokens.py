@@ -152,10 +152,13 @@ class TokenSpec:
         return [self.with_num_codebooks(n).kbps for n in counts]
 
     def n_q_for_kbps(self, kbps: float) -> int:
-        """The most residual levels whose bitrate does not exceed ``kbps``; ValueError if none fits."""
+        """The most residual levels whose bitrate does not exceed ``kbps``; ValueError if ``kbps`` is
+        not finite, below the lowest bitrate or above the highest."""
         if not math.isfinite(kbps):
             raise ValueError(f"the bitrate must be a finite number of kbps, got {kbps}")
         rates = self.bandwidths()
+        if kbps > rates[-1] * (1 + 1e-6):
+            raise ValueError(f"{kbps:g} kbps is above the highest bitrate, {rates[-1]:g} kbps")
         counts = list(range(1, self.n_q + 1)) if self.residual else [self.n_q]
         fitting = [n for n, bw in zip(counts, rates) if bw <= kbps * (1 + 1e-6)]
         if not fitting:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,4 +39,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     with torch.no_grad():
         model(torch.from_numpy(data[None, None, :16000]))  # k-means init of the codebooks on real speech
     model.eval()
-    return save_pretrained(model, tmp_path_factory.mktemp("models") / "tiny-test", {"license": "MIT"})
+    folder = save_pretrained(model, tmp_path_factory.mktemp("models") / "tiny-test", {"license": "MIT"})
+    # .cdc files name their model ("tiny-test"), never its local path: decoding finds it by that name
+    os.environ["CODEC_MODELS_DIR"] = str(folder.parent)
+    return folder

@@ -91,7 +91,7 @@ def test_bandwidth_and_n_q_select_codebooks(tmp_path, tiny_model_dir, speech):
     src = tmp_path / "s.wav"
     sf.write(src, speech[0][:4000], 16000)
     # tiny model: 1000 frames/s x 6 bits = 6 kbps per codebook
-    for args, expected in [(("--n-q", "2"), 2), (("--bandwidth", "18"), 3), (("--bandwidth", "100"), 4)]:
+    for args, expected in [(("--n-q", "2"), 2), (("--bandwidth", "18"), 3), (("--bandwidth", "24"), 4)]:
         out = tmp_path / f"{expected}.cdc"
         assert run("encode", src, "-o", out, "--model", tiny_model_dir, *args).exit_code == 0
         assert read_cdc(out)[0].n_q == expected
@@ -105,6 +105,101 @@ def test_bandwidth_and_n_q_select_codebooks(tmp_path, tiny_model_dir, speech):
                          tmp_path / "y.cdc")
     assert_clean_failure(run("encode", src, "-o", tmp_path / "z.cdc", "--model", tiny_model_dir,
                              "--n-q", "2", "--bandwidth", "6"), tmp_path / "z.cdc")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--n-q", "0"), "--n-q must be between 1 and 4 for this model, got 0"),  # was taken as "not given"
+    (("--n-q", "-3"), "--n-q must be between 1 and 4"),
+    (("--bandwidth", "100"), "100 kbps is above the highest bitrate, 24 kbps"),  # was capped silently
+    (("--bandwidth", "inf"), "finite"),
+    (("--bandwidth", "nan"), "finite"),  # said "below"
+    (("--bandwidth", "-1"), "below the lowest bitrate, 6 kbps"),
+])
+def test_impossible_bitrates_are_refused(tmp_path, tiny_model_dir, speech, args, message):
+    src, out = tmp_path / "s.wav", tmp_path / "s.cdc"
+    sf.write(src, speech[0][:4000], 16000)
+    result = run("encode", src, "-o", out, "--model", tiny_model_dir, *args)
+    assert_clean_failure(result, out)
+    assert result.exit_code == 1 and message in result.stderr
+
+
+def test_eval_refuses_a_bitrate_above_the_model(tmp_path, tiny_model_dir):
+    sf.write(tmp_path / "clip.wav", speech_like(16000, 0.5, 1), 16000)
+    result = run("eval", "--model", tiny_model_dir, "--data", tmp_path, "--out", tmp_path / "r", "--bandwidth", "100")
+    assert_clean_failure(result, tmp_path / "r" / "results.json")
+    assert "above the highest bitrate" in result.stderr
+
+
+@pytest.mark.parametrize("device, message", [
+    ("banana", "Unknown device 'banana'"),  # was reported as weights not matching the config
+    ("cuda:7", "is not available"),
+])
+def test_bad_devices_are_named(tmp_path, tiny_model_dir, speech, device, message):
+    src, out = tmp_path / "s.wav", tmp_path / "s.cdc"
+    sf.write(src, speech[0][:2000], 16000)
+    result = run("encode", src, "-o", out, "--model", tiny_model_dir, "--device", device)
+    assert_clean_failure(result, out)
+    assert result.exit_code == 1 and message in result.stderr and "weights" not in result.stderr
+    assert run("encode", src, "-o", out, "--model", tiny_model_dir).exit_code == 0
+    result = run("decode", out, "-o", tmp_path / "s2.wav", "--device", device)
+    assert_clean_failure(result, tmp_path / "s2.wav")
+    assert message in result.stderr
+
+
+def test_inputs_with_the_same_name_do_not_overwrite_each_other(tmp_path, tiny_model_dir, speech):
+    """s.flac and other/s.mp3 both map to out/s.cdc: refused before any work (the second input used
+    to replace the first silently with --force, and to blame a file it wrote itself without)."""
+    (tmp_path / "other").mkdir()
+    sf.write(tmp_path / "s.flac", speech[0][:2000], 16000)
+    sf.write(tmp_path / "other" / "s.wav", speech[0][2000:4000], 16000)
+    for force in ([], ["--force"]):
+        result = run("encode", tmp_path / "s.flac", tmp_path / "other" / "s.wav", "-o", tmp_path / "out",
+                     "--model", tiny_model_dir, *force)
+        assert_clean_failure(result, tmp_path / "out" / "s.cdc")
+        assert "would both be written to" in result.stderr
+    sf.write(tmp_path / "s.wav", speech[0][:2000], 16000)  # s.flac and s.wav next to each other: s.cdc twice
+    result = run("encode", tmp_path / "s.flac", tmp_path / "s.wav", "--model", tiny_model_dir)
+    assert_clean_failure(result, tmp_path / "s.cdc")
+
+
+def test_output_names_that_cannot_be_meant(tmp_path, tiny_model_dir, speech):
+    sf.write(tmp_path / "a.wav", speech[0][:2000], 16000)
+    sf.write(tmp_path / "b.wav", speech[0][2000:4000], 16000)
+    result = run("encode", tmp_path / "a.wav", tmp_path / "b.wav", "-o", tmp_path / "single.cdc", "--model",
+                 tiny_model_dir)
+    assert_clean_failure(result, tmp_path / "single.cdc")  # used to create a folder named single.cdc/
+    assert "must be a folder" in result.stderr
+    result = run("encode", tmp_path / "a.wav", "-o", "", "--model", tiny_model_dir)
+    assert_clean_failure(result)  # used to write into the current folder
+    assert "empty" in result.stderr
+
+
+def test_files_name_a_model_folder_without_its_path(tmp_path, tiny_model_dir, speech, monkeypatch):
+    """A .cdc made with --model FOLDER records the folder's name and fingerprint (it used to record the
+    absolute local path); decoding finds the model by that name, or takes --model."""
+    src, out = tmp_path / "s.wav", tmp_path / "s.cdc"
+    sf.write(src, speech[0][:4000], 16000)
+    assert run("encode", src, "-o", out, "--model", tiny_model_dir).exit_code == 0
+    header = read_cdc(out)[0]
+    assert header.model == "tiny-test" and str(tmp_path) not in out.read_bytes().decode("latin-1")
+    assert str(tiny_model_dir.parent) not in out.read_bytes().decode("latin-1")
+    assert run("decode", out, "-o", tmp_path / "by-name.wav").exit_code == 0  # found in CODEC_MODELS_DIR
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(tmp_path / "empty"))
+    cli._load_model.cache_clear()
+    result = run("decode", out, "-o", tmp_path / "nowhere.wav")
+    assert_clean_failure(result, tmp_path / "nowhere.wav")
+    assert "'tiny-test'" in result.stderr and "--model" in result.stderr
+    assert run("decode", out, "-o", tmp_path / "given.wav", "--model", tiny_model_dir).exit_code == 0
+
+
+def test_info_takes_several_files(tmp_path, tiny_model_dir, speech):
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", speech[0][:3000], 16000)
+        assert run("encode", tmp_path / f"{name}.wav", "--model", tiny_model_dir).exit_code == 0
+    result = run("info", tmp_path / "a.cdc", tmp_path / "b.cdc")
+    assert result.exit_code == 0 and result.stdout.count("model fingerprint:") == 2
+    result = run("info", tmp_path / "a.cdc", tmp_path / "missing.cdc")
+    assert result.exit_code == 1 and "a.cdc" in result.stdout and "missing.cdc" in result.stderr
 
 
 def test_downmix_codes_one_stream(tmp_path, tiny_model_dir):
@@ -234,3 +329,31 @@ def test_no_model_and_no_default_is_a_clear_error(tmp_path, speech, monkeypatch)
     result = run("encode", src)
     assert_clean_failure(result, tmp_path / "s.cdc")
     assert "--model" in result.stderr
+
+
+@pytest.mark.slow
+def test_workers_and_concurrent_processes_give_the_serial_files(tmp_path, tiny_model_dir, speech):
+    """--workers N and several `codec encode` processes writing into one folder give byte-identical
+    files to coding one file after another; decoding with workers gives the same audio too."""
+    names = [f"clip{i}.wav" for i in range(4)]
+    for i, name in enumerate(names):
+        sf.write(tmp_path / name, speech[0][i * 3000 : i * 3000 + 5000], 16000)
+    inputs = [tmp_path / n for n in names]
+    assert run("encode", *inputs, "-o", tmp_path / "serial", "--model", tiny_model_dir).exit_code == 0
+    result = run("encode", *inputs, "-o", tmp_path / "pool", "--model", tiny_model_dir, "--workers", "2")
+    assert result.exit_code == 0, result.stderr
+    (tmp_path / "shared").mkdir()
+    codec = [sys.executable, "-c", "import cli; cli.main()", "encode"]
+    processes = [subprocess.Popen([*codec, str(src), "-o", str(tmp_path / "shared" / src.with_suffix(".cdc").name),
+                                   "--model", str(tiny_model_dir)], stderr=subprocess.PIPE) for src in inputs]
+    assert all(p.wait(timeout=300) == 0 for p in processes), [p.stderr.read() for p in processes]
+    for name in names:
+        serial = (tmp_path / "serial" / name.replace(".wav", ".cdc")).read_bytes()
+        assert (tmp_path / "pool" / name.replace(".wav", ".cdc")).read_bytes() == serial
+        assert (tmp_path / "shared" / name.replace(".wav", ".cdc")).read_bytes() == serial
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == sorted(n.replace(".wav", ".cdc") for n in names)
+    cdcs = sorted((tmp_path / "serial").glob("*.cdc"))
+    assert run("decode", *cdcs, "-o", tmp_path / "wav-serial").exit_code == 0
+    assert run("decode", *cdcs, "-o", tmp_path / "wav-pool", "--workers", "3").exit_code == 0
+    for name in names:
+        assert (tmp_path / "wav-pool" / name).read_bytes() == (tmp_path / "wav-serial" / name).read_bytes()

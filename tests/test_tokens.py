@@ -91,7 +91,9 @@ def test_counts_for_a_given_length():
 def test_bandwidths_and_levels_for_a_bitrate():
     spec = TokenSpec("audio", (1024,) * 12, frame_rate=50)
     assert spec.bandwidths() == pytest.approx([0.5 * n for n in range(1, 13)])
-    assert spec.n_q_for_kbps(1.5) == 3 and spec.n_q_for_kbps(2.2) == 4 and spec.n_q_for_kbps(100) == 12
+    assert spec.n_q_for_kbps(1.5) == 3 and spec.n_q_for_kbps(2.2) == 4 and spec.n_q_for_kbps(6) == 12
+    with pytest.raises(ValueError, match="above the highest bitrate, 6 kbps"):
+        spec.n_q_for_kbps(100)
     for bad in (0.3, -1.0):
         with pytest.raises(ValueError, match="below the lowest bitrate, 0.5 kbps"):
             spec.n_q_for_kbps(bad)

@@ -1,0 +1,72 @@
+"""Many files in, many files out: output names that never collide, and work over several processes.
+
+``plan_outputs`` maps inputs to outputs before any work starts, refusing every plan in which two
+inputs would write the same file; ``run_jobs`` runs one picklable function per (input, output)
+pair, in this process or in ``workers`` spawned processes, and collects each file's error
+sentence. A file's result does not depend on which process coded it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from .errors import CodecError
+
+Job = tuple[Path, Path]  # (input, output)
+
+
+def plan_outputs(inputs: list[Path], output: str | None, suffix: str) -> list[Path]:
+    """Output paths: next to each input (``output`` None), the file ``output`` for one input, or
+    inside the folder ``output``; CodecError if two inputs would write the same output."""
+    if output is not None and not output.strip():
+        raise CodecError("-o/--output needs a file or folder name, got an empty string.")
+    if output is None:
+        outputs = [p.with_suffix(suffix) for p in inputs]
+    else:
+        target = Path(output).expanduser()
+        if len(inputs) == 1 and not target.is_dir():
+            return [target]
+        if target.exists() and not target.is_dir():
+            raise CodecError(f"With several inputs, -o must be a folder, and {target} is a file.")
+        if not target.exists() and target.suffix:
+            raise CodecError(f"With several inputs, -o must be a folder, and {target} looks like a file name; "
+                             "create the folder first to use such a name.")
+        target.mkdir(parents=True, exist_ok=True)
+        outputs = [target / p.with_suffix(suffix).name for p in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, outputs):
+        key = dst.resolve()
+        if key in seen:
+            raise CodecError(f"{seen[key]} and {src} would both be written to {dst}; code them into different "
+                             "folders or rename one.")
+        seen[key] = src
+    return outputs
+
+
+def run_jobs(jobs: list[Job], work: Callable[[Path, Path], None], workers: int = 1,
+             advance: Callable[[], None] = lambda: None) -> list[tuple[Path, str]]:
+    """Run ``work(src, dst)`` for every job, ``workers`` at a time in spawned processes (``work``
+    must then be picklable: a module-level function or a partial of one); returns the
+    (input, error sentence) of every job that raised CodecError, in job order."""
+    failures: dict[int, str] = {}
+    if workers <= 1 or len(jobs) < 2:
+        for i, (src, dst) in enumerate(jobs):
+            try:
+                work(src, dst)
+            except CodecError as e:
+                failures[i] = str(e)
+            advance()
+    else:
+        context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+            futures = {pool.submit(work, src, dst): i for i, (src, dst) in enumerate(jobs)}
+            for future in as_completed(futures):
+                try:
+                    future.result()
+                except CodecError as e:
+                    failures[futures[future]] = str(e)
+                advance()
+    return [(jobs[i][0], failures[i]) for i in sorted(failures)]
