@@ -28,7 +28,8 @@ VARIANTS = {
 
 def time_steps(trainer: Trainer, steps: int, warmup: int) -> float:
     config = trainer.config
-    loader = iter(build_train_loader(trainer.train_set, config.batch_size, config.seed, start_step=trainer.step))
+    loader = iter(build_train_loader(trainer.train_set, config.batch_size, config.seed, start_step=trainer.step,
+                                     num_workers=trainer.data.num_workers))
     for _ in range(warmup):
         trainer.train_step(next(loader).to(trainer.env.device))
         trainer.step += 1
@@ -59,9 +60,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as run_dir:
             trainer = Trainer(config, run_dir)
             steps_per_s = time_steps(trainer, args.steps, args.warmup)
-        disc = sum(p.numel() for p in trainer.discriminator.parameters()) if trainer.discriminator else 0
+        discriminator = trainer.objective.discriminator
+        disc = sum(p.numel() for p in discriminator.parameters()) if discriminator is not None else 0
         codec = sum(p.numel() for p in trainer.model.parameters())
-        audio = steps_per_s * config.batch_size * config.data.segment_seconds
+        audio = steps_per_s * config.batch_size * config.data.crop_seconds
         reference = reference or steps_per_s
         print(f"{name:<22} {codec / 1e6:>9.2f} M + {disc / 1e6:>6.2f} M {steps_per_s:>8.2f} {audio:>10.1f} "
               f"{steps_per_s / reference:>9.2f}x")

@@ -191,7 +191,7 @@ def test_config_validation_and_round_trip() -> None:
                                            "loudness_db": None})
     assert config.subsets == ("train",) and config.gain_db == (-3.0, 3.0) and config.loudness_db is None
     assert config_from_dict(DataConfig, config_to_dict(config)) == config
-    for bad, message in [({"corpus": "timit"}, "unknown corpus"), ({"segment_seconds": 0}, "segment_seconds"),
+    for bad, message in [({"corpus": "timit"}, "unknown corpus"), ({"crop_seconds": 0}, "crop_seconds"),
                          ({"valid_clips": -1}, "valid_clips"), ({"gain_db": (3.0, -3.0)}, "gain_db"),
                          ({"loudness_db": 3.0}, "loudness_db"), ({"min_seconds": -1.0}, "min_seconds"),
                          ({"subsets": ("",)}, "subsets"), ({"num_workers": -1}, "num_workers"),
@@ -220,7 +220,7 @@ def test_dataset_training_items(small_set) -> None:
     train, valid, config = small_set
     stereo = CutSet.from_cuts(c for c in [*train, *valid] if c.recording_id.endswith("stereo.wav"))
     assert SegmentDataset(stereo, 24000, 24000, config, train=True)[(0, 0)].shape == (1, 24000)  # 48 kHz stereo
-    ds = SegmentDataset(train, 24000, 48000, config, train=True)  # 2 s segments, clips of 1.0-1.3 s
+    ds = SegmentDataset(train, 24000, 48000, config, train=True)  # 2 s crops, clips of 1.0-1.3 s
     x, whole = ds[(0, 1)], SegmentDataset(train, 24000, None, config, train=True)[(0, 1)]
     assert x.shape == (1, 48000) and torch.equal(x[..., :whole.shape[-1]], whole)  # same gain, no crop
     assert x[..., whole.shape[-1]:].abs().max() == 0  # zero-padded at the end
@@ -261,7 +261,7 @@ def test_dataset_validation_items(small_set) -> None:
     batches = build_valid_batches(ds)
     assert len(batches) == 2
     for i, batch in enumerate(batches):
-        assert batch.shape == (1, 1, 8000)  # first valid_seconds = 0.5 s, whatever segment_samples says
+        assert batch.shape == (1, 1, 8000)  # first valid_seconds = 0.5 s, whatever crop_samples says
         assert torch.equal(batch[0], ds[(i, 123)]) and torch.equal(ds[i], ds[i])
     long = SegmentDataset(valid, 16000, None, replace(config, valid_seconds=10.0), train=False)
     assert long[0].shape[-1] == pytest.approx(valid[0].duration * 16000, abs=2)  # shorter clips: not padded

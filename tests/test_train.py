@@ -3,7 +3,10 @@ non-finite losses, distributed data parallel equivalence, and every recipe end t
 
 from __future__ import annotations
 
+import ast
 import copy
+import dataclasses
+import math
 import os
 import shutil
 import signal
@@ -11,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +22,20 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from torch import nn
 from typer.testing import CliRunner
 
 import cli
 from codec.audio import from_pretrained
+from codec.checkpoint import MODEL_TYPES, load_checkpoint
 from codec.errors import CodecError
-from codec.train import Trainer, load_train_config
-from codec.train.checkpoints import latest_checkpoint
-from codec.train.config import OptimConfig
+from codec.quantization import QuantizerConfig, QuantizerOutput, build_quantizer
+from codec.tokens import Tokenizer, TokenSpec
+from codec.train import (TASKS, Objective, StepOutput, Task, TaskData, TrainConfig, Trainer, TrainingState,
+                         load_train_config, read_recipe, run_training)
+from codec.train.checkpoints import latest_checkpoint, read_checkpoint, save_checkpoint
+from codec.train.config import OptimConfig, dump_train_config
 from codec.train.optim import lr_factor
 
 from .corpora import CORPORA, speech_pieces
@@ -44,7 +53,7 @@ TINY_DISCRIMINATOR = {"kinds": ["msstft", "mpd", "mrd"], "msstft_filters": 2, "m
 def tiny_recipe(data_dir: Path, **top) -> dict:
     recipe = {
         "model": copy.deepcopy(TINY_MODEL),
-        "data": {"corpus": "folder", "data_dir": str(data_dir), "segment_seconds": 0.1, "valid_clips": 2,
+        "data": {"corpus": "folder", "data_dir": str(data_dir), "crop_seconds": 0.1, "valid_clips": 2,
                  "valid_seconds": 0.5},
         "losses": {"mel_weight": 1.0, "mel": {"window_lengths": [64, 256], "n_mels": [16, 32]}, "time_l1_weight": 0.1},
         "adversarial": {"discriminator": copy.deepcopy(TINY_DISCRIMINATOR), "warmup_steps": 1},
@@ -66,9 +75,11 @@ def speech_folder(tmp_path_factory) -> Path:
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The latest checkpoint's model and discriminator weights."""
     ckpt = latest_checkpoint(run_dir)
+    discriminator = torch.load(ckpt / "state.pt", weights_only=True)["objective"]["discriminator"]
     return {**load_file(str(ckpt / "model" / "model.safetensors")),
-            **{f"disc.{k}": v for k, v in load_file(str(ckpt / "discriminator.safetensors")).items()}}
+            **{f"disc.{k}": v for k, v in discriminator.items()}}
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 0.0) -> None:
@@ -130,19 +141,20 @@ def test_weight_ema_warms_up(tmp_path, speech_folder):
     config = load_train_config(tiny_recipe(speech_folder, ema_decay=0.999, steps=4, valid_every=100))
     trainer = Trainer(config, tmp_path / "run")
     expected = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.is_floating_point()}
-    update = trainer._update_ema
+    update = trainer.ema.update
 
-    def checked_update() -> None:
-        decay = min(0.999, (1 + trainer.step) / (10 + trainer.step))
-        for name, value in trainer.model.state_dict().items():
+    def checked_update(model, step) -> None:
+        assert step == trainer.step
+        decay = min(0.999, (1 + step) / (10 + step))
+        for name, value in model.state_dict().items():
             if name in expected:
                 expected[name] = decay * expected[name] + (1 - decay) * value
-        update()
+        update(model, step)
 
-    trainer._update_ema = checked_update
+    trainer.ema.update = checked_update
     trainer.fit()
     for name, value in expected.items():
-        torch.testing.assert_close(trainer.ema[name], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(trainer.ema.weights[name], value, rtol=1e-5, atol=1e-6)
 
 
 def test_resume_continues_exactly(tmp_path, speech_folder):
@@ -180,14 +192,14 @@ def test_non_finite_losses_skip_steps_then_abort(tmp_path, speech_folder, monkey
     config = load_train_config(tiny_recipe(speech_folder, max_nonfinite_steps=3, adversarial={}))
     trainer = Trainer(config, tmp_path / "run")
     before = {k: v.clone() for k, v in trainer.model.state_dict().items() if "codebook" not in k}
-    forward = trainer.objective.forward
+    compute = trainer.objective.compute
 
-    def nan_mel(out, target, discriminator=None):
-        terms = forward(out, target, discriminator)
-        terms.balanced["mel"] = terms.balanced["mel"] * float("nan")
-        return terms
+    def nan_mel(model, batch, step):
+        out = compute(model, batch, step)
+        out.losses["mel"] = out.losses["mel"] * float("nan")
+        return out
 
-    monkeypatch.setattr(trainer.objective, "forward", nan_mel)
+    monkeypatch.setattr(trainer.objective, "compute", nan_mel)
     batch = trainer.valid_set[(0, 0)][None, :, :1600].repeat(4, 1, 1)
     assert trainer.train_step(batch) == {"nonfinite_steps": 1.0}
     assert trainer.train_step(batch) == {"nonfinite_steps": 2.0}
@@ -245,7 +257,7 @@ def _ddp_worker(rank: int, world: int, port: int, recipe: dict, run_dir: str, ou
 
     trainer = Trainer(load_train_config(recipe), run_dir)
     trainer.fit()
-    disc = trainer.discriminator.state_dict() if trainer.discriminator is not None else {}
+    disc = trainer.objective.discriminator.state_dict() if trainer.objective.discriminator is not None else {}
     state = {**trainer.model.state_dict(), **{f"disc.{k}": v for k, v in disc.items()}}
     torch.save(state, f"{out}/rank{rank}.pt")
     shutdown_distributed()
@@ -266,7 +278,8 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     single = Trainer(load_train_config(recipe), tmp_path / "single")
     initial = {k: v.clone() for k, v in single.model.state_dict().items()}
     single.fit()
-    expected = {**single.model.state_dict(), **{f"disc.{k}": v for k, v in single.discriminator.state_dict().items()}}
+    discriminator = single.objective.discriminator.state_dict()
+    expected = {**single.model.state_dict(), **{f"disc.{k}": v for k, v in discriminator.items()}}
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert_same_weights(rank0, rank1)  # ranks agree exactly
@@ -287,7 +300,7 @@ def test_recipe_prepares_and_trains_two_steps(tmp_path, corpus):
     tree = CORPORA[corpus](tmp_path / "data", speech_pieces())
     overrides = [f"model={yaml.safe_dump(TINY_MODEL, default_flow_style=True).strip()}",
                  "steps=2", "batch_size=2", "valid_every=2", "checkpoint_every=2", "data.valid_clips=2",
-                 "data.segment_seconds=0.1", "data.num_workers=0", "adversarial.discriminator=null",
+                 "data.crop_seconds=0.1", "data.num_workers=0", "adversarial.discriminator=null",
                  "losses.mel.window_lengths=[64, 256]", "losses.mel.n_mels=[16, 32]"]
     overrides += [f"data.{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in tree.overrides.items()]
     args = ["train", f"recipes/{corpus}/codec16k.yaml", "--data-dir", str(tree.root), "--run-dir", str(tmp_path / "run")]
@@ -308,7 +321,7 @@ def test_train_help_lists_the_recipes():
     result = CliRunner().invoke(cli.app, ["train", "--help"])
     assert result.exit_code == 0
     for recipe in RECIPES:
-        assert f"recipes/{recipe.parent.name}/{recipe.name}" in result.stdout
+        assert f"{recipe.parent.name}/{recipe.stem}" in result.stdout  # as a path or a shipped recipe's name
 
 
 def test_bad_recipe_and_resume_errors(tmp_path):
@@ -345,12 +358,281 @@ def test_perceptual_and_semantic_losses_train_and_resume(tmp_path, speech_folder
     metrics = trainer.train_step(batch)
     for name in ("loss/mel", "loss/speaker", "loss/pitch", "loss/semantic", "grad_share/speaker", "grad_share/pitch"):
         assert np.isfinite(metrics[name]) and metrics[name] > 0, name
-    projection = trainer.objective.trainable_state_dict()
+    projection = trainer.objective.state_dict()["losses"]
     assert projection and all("semantic" in k for k in projection)
     trainer.step = 1
     trainer.save()
     state = torch.load(latest_checkpoint(tmp_path / "run") / "state.pt", weights_only=True)
-    assert state["objective"].keys() == projection.keys()  # frozen networks are not saved
+    assert state["objective"]["losses"].keys() == projection.keys()  # frozen networks are not saved
     resumed = Trainer(load_train_config(recipe), tmp_path / "run", resume=True)
     for k, v in projection.items():
-        torch.testing.assert_close(resumed.objective.trainable_state_dict()[k], v)
+        torch.testing.assert_close(resumed.objective.state_dict()["losses"][k], v)
+
+
+# --- crop length: data.crop_seconds, once data.segment_seconds ---------------------------------
+
+def test_the_crop_length_is_data_crop_seconds_and_the_old_name_still_loads():
+    """data.segment_seconds (the training crop) is now data.crop_seconds, apart from the codec's
+    own model.segment_seconds (coding segments of non-causal models), which keeps its name."""
+    old = {"data": {"corpus": "folder", "segment_seconds": 0.3},
+           "model": {"seanet": {"causal": False}, "segment_seconds": 0.5}}
+    config = load_train_config(old)
+    assert config.data.crop_seconds == 0.3 and config.model.segment_seconds == 0.5
+    assert "segment_seconds" not in yaml.safe_load(dump_train_config(config))["data"]
+    assert load_train_config({"data": {"corpus": "folder"}}, ["data.segment_seconds=0.2"]).data.crop_seconds == 0.2
+    assert load_train_config(old, ["data.crop_seconds=0.2"]).data.crop_seconds == 0.2  # the override wins
+    with pytest.raises(CodecError, match="config.data.segment_seconds is the old name of config.data.crop_seconds"):
+        load_train_config({"data": {"corpus": "folder", "segment_seconds": 0.3, "crop_seconds": 0.5}})
+    with pytest.raises(CodecError, match="config.data: crop_seconds must be > 0"):
+        load_train_config({"data": {"corpus": "folder"}}, ["data.crop_seconds=0"])
+
+
+def _as_version_1(checkpoint: Path) -> None:
+    """Rewrite a checkpoint in the layout the trainer wrote before TrainingState: a flat state.pt,
+    the discriminator and the EMA in their own safetensors files."""
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    objective, progress = state["objective"], state["progress"]
+    save_file({k: v.contiguous() for k, v in objective["discriminator"].items()},
+              str(checkpoint / "discriminator.safetensors"))
+    if "ema" in state:
+        save_file(state["ema"], str(checkpoint / "ema.safetensors"))
+    old = {"objective": objective["losses"], "optimizer": state["optimizer"], "scheduler": state["scheduler"],
+           "nonfinite_streak": progress["nonfinite_streak"], "best_valid": progress["best_valid"],
+           "disc_optimizer": objective["disc_optimizer"], "disc_scheduler": objective["disc_scheduler"],
+           "step": progress["step"], "rng": state["rng"]}
+    if "balancer" in objective:
+        old["balancer"] = objective["balancer"]
+    torch.save(old, checkpoint / "state.pt")
+
+
+def test_a_run_from_before_the_rename_resumes_exactly(tmp_path, speech_folder):
+    """An old run folder: config.yaml with data.segment_seconds and no task, a version-1 checkpoint.
+    `codec train --resume` reads both and ends where an uninterrupted run does."""
+    recipe = tmp_path / "codec.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(speech_folder, balancer=True, ema_decay=0.9, keep_checkpoints=5)))
+    run_training(recipe, tmp_path / "straight")
+    shutil.copytree(tmp_path / "straight", tmp_path / "old")
+    shutil.rmtree(tmp_path / "old" / "checkpoints" / "step_00000004")
+    (tmp_path / "old" / "checkpoints" / "latest").write_text("step_00000002\n")
+    _as_version_1(tmp_path / "old" / "checkpoints" / "step_00000002")
+    saved = yaml.safe_load((tmp_path / "old" / "config.yaml").read_text())
+    del saved["task"]
+    saved["data"]["segment_seconds"] = saved["data"].pop("crop_seconds")
+    (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump(saved))
+    run_training(recipe, tmp_path / "old", resume=True)
+    assert_same_weights(weights(tmp_path / "old"), weights(tmp_path / "straight"))
+    ema = {k: torch.load(latest_checkpoint(run) / "state.pt", weights_only=True)["ema"]
+           for k, run in (("old", tmp_path / "old"), ("straight", tmp_path / "straight"))}
+    assert_same_weights(ema["old"], ema["straight"])
+
+
+# --- one TrainingState for saving and resuming -------------------------------------------------
+
+def _assert_same_state(a, b, where: str = "state") -> None:
+    """Nested dicts / lists / tensors / plain values are equal."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), (where, sorted(a), sorted(b))
+        for k in a:
+            _assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+def test_training_state_round_trip(tmp_path, speech_folder):
+    """Everything a run is made of (model, EMA, optimizer, schedule, discriminator with its
+    optimizer and schedule, balancer, progress, RNG) goes through one state_dict: into another
+    trainer, and through a checkpoint on disk."""
+    config = load_train_config(tiny_recipe(speech_folder, balancer=True, ema_decay=0.9, adversarial={
+        "discriminator": copy.deepcopy(TINY_DISCRIMINATOR)}))
+    trainer = Trainer(config, tmp_path / "a")
+    batch = trainer.valid_set[(0, 0)][None, :, :1600].repeat(4, 1, 1)
+    for _ in range(2):
+        trainer.train_step(batch)
+        trainer.step += 1
+    trainer.state.progress.best_valid = 1.5
+    state = trainer.state.state_dict()
+    assert {"model", "ema", "optimizer", "scheduler", "objective", "progress", "rng"} <= state.keys()
+    assert {"losses", "discriminator", "disc_optimizer", "disc_scheduler", "balancer"} == state["objective"].keys()
+    saved = copy.deepcopy(state)
+    torch.manual_seed(123)  # the RNG moves on; loading puts it back
+    other = Trainer(dataclasses.replace(config, seed=1), tmp_path / "b")
+    other.state.load_state_dict(copy.deepcopy(saved))
+    _assert_same_state(other.state.state_dict(), saved)
+    assert other.step == 2 and other.scheduler.last_epoch == 2
+    save_checkpoint(tmp_path / "a", trainer.state)
+    _assert_same_state(read_checkpoint(latest_checkpoint(tmp_path / "a")), trainer.state.state_dict())
+    with pytest.raises(ValueError, match="not version 2 of 'toy_image'"):
+        TrainingState("toy_image", trainer.model, trainer.optimizer, trainer.scheduler, trainer.objective).load_state_dict(saved)
+
+
+# --- the same loop for any tokenizer: a toy image tokenizer ----------------------------------
+
+@dataclass(frozen=True)
+class ToyImageConfig:
+    channels: int = 3
+    size: int = 8  # size x size images, one token per pixel
+    dim: int = 16
+    quantizer: QuantizerConfig = field(default_factory=lambda: QuantizerConfig(kind="fsq", fsq_levels=(5, 5, 5)))
+
+
+class ToyImageTokenizer(Tokenizer):
+    """Conv encoder -> FSQ over every pixel -> conv decoder: images [B, 3, 8, 8], codes [B, 1, 8, 8]."""
+
+    model_type = "toy_image"
+    config_class = ToyImageConfig
+
+    def __init__(self, config: ToyImageConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, d = config.channels, config.dim
+        self.encoder = nn.Sequential(nn.Conv2d(c, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 1))
+        self.quantizer = build_quantizer(d, config.quantizer)
+        self.decoder = nn.Sequential(nn.Conv2d(d, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, c, 1))
+
+    @property
+    def token_spec(self) -> TokenSpec:
+        q = self.config.quantizer
+        return TokenSpec("image", (math.prod(q.fsq_levels),), grid=(self.config.size,) * 2,
+                         latent_dim=self.config.dim, residual=False, fsq_levels=q.fsq_levels)
+
+    def set_num_codebooks(self, n_q: int) -> None:
+        if n_q != 1:
+            raise ValueError(f"this model has 1 codebook, not {n_q}")
+
+    # the quantizer sees [B, D, H * W] (1-D latents work with every version of the quantizers)
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def quantize_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.quantizer.encode(latent.flatten(2)).unflatten(-1, latent.shape[2:])
+
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.quantizer.decode(codes.flatten(2)).unflatten(-1, codes.shape[2:])
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latent)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        latent = self.encoder(x)
+        q = self.quantizer(latent.flatten(2))
+        return self.decoder(q.quantized.unflatten(-1, latent.shape[2:])), q
+
+
+class ToyImages(torch.utils.data.Dataset):
+    """Smooth colour images [3, 8, 8] in [-1, 1]: item (index, seed) is image ``index`` mirrored when seed is odd."""
+
+    def __init__(self, count: int, first: int = 0) -> None:
+        self.count, self.first = count, first
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, item: int | tuple[int, int]) -> torch.Tensor:
+        index, seed = item if isinstance(item, tuple) else (item, 0)
+        corners = torch.rand(1, 3, 2, 2, generator=torch.Generator().manual_seed(self.first + index)) * 2 - 1
+        image = nn.functional.interpolate(corners, size=8, mode="bilinear", align_corners=True)[0]
+        return image.flip(-1) if seed % 2 else image
+
+
+class MSEObjective(Objective):
+    def compute(self, model, batch, step):
+        reconstruction, q = model(batch)
+        return StepOutput({"mse": nn.functional.mse_loss(reconstruction, batch)},
+                          {"codebook/usage_0": float(q.usage[0])}, reconstruction)
+
+
+@torch.no_grad()
+def validate_toy(model, images, logger, step, config) -> dict[str, float]:
+    batch = torch.stack([images[i] for i in range(len(images))])
+    reconstruction = model.decode(model.encode(batch))
+    logger.add_image("valid/reconstruction", (reconstruction[0] + 1) / 2, step)
+    results = {"mse": float(nn.functional.mse_loss(reconstruction, batch))}
+    logger.log_valid(step, results)
+    return results
+
+
+@dataclass(frozen=True)
+class ToyTrainConfig(TrainConfig):
+    task: str = "toy_image"
+    model: ToyImageConfig = field(default_factory=ToyImageConfig)
+    images: int = 32
+
+
+TOY_TASK = Task(
+    name="toy_image", config_class=ToyTrainConfig, build_model=lambda config: ToyImageTokenizer(config.model),
+    build_objective=lambda config, model, env: MSEObjective(),
+    build_data=lambda config, run_dir, env: TaskData(ToyImages(config.images), ToyImages(8, first=1000)),
+    validate=validate_toy, best_metric="mse",
+)
+
+
+@pytest.fixture
+def toy_task(monkeypatch):
+    monkeypatch.setitem(TASKS, "toy_image", f"{__name__}:TOY_TASK")
+    monkeypatch.setitem(MODEL_TYPES, "toy_image", f"{__name__}:ToyImageTokenizer")
+
+
+def test_an_image_tokenizer_trains_and_resumes_with_the_same_loop(tmp_path, toy_task, monkeypatch):
+    recipe = tmp_path / "toy.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "task": "toy_image", "steps": 40, "batch_size": 8, "optim": {"lr": 3e-3, "schedule": "constant"},
+        "ema_decay": 0.9, "log_every": 10, "valid_every": 20, "checkpoint_every": 10, "keep_checkpoints": 5}))
+    config = load_train_config(read_recipe(recipe), ["images=16"])
+    assert isinstance(config, ToyTrainConfig) and config.images == 16 and config.model.dim == 16
+    with pytest.raises(CodecError, match="unknown key config.data"):
+        load_train_config(read_recipe(recipe), data_dir="/data")  # no audio sections in this task
+    losses = []
+    step = Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step", lambda self, batch: losses.append(step(self, batch)) or losses[-1])
+    run_training(recipe, tmp_path / "straight", ["images=16"])
+    mse = [m["loss/mse"] for m in losses]
+    assert len(mse) == 40 and np.mean(mse[-5:]) < 0.5 * np.mean(mse[:5]), mse
+    model = load_checkpoint(latest_checkpoint(tmp_path / "straight") / "model")
+    assert isinstance(model, ToyImageTokenizer) and model.config == config.model
+    best = load_checkpoint(tmp_path / "straight" / "best")
+    assert best.encode(ToyImages(2)[0][None]).shape == (1, 1, 8, 8)
+    # --resume from step 20 ends where the uninterrupted run does
+    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+    for later in ("step_00000030", "step_00000040"):
+        shutil.rmtree(tmp_path / "resumed" / "checkpoints" / later)
+    (tmp_path / "resumed" / "checkpoints" / "latest").write_text("step_00000020\n")
+    run_training(recipe, tmp_path / "resumed", resume=True)
+    final = {run: latest_checkpoint(tmp_path / run) for run in ("straight", "resumed")}
+    assert final["resumed"].name == "step_00000040"
+    assert_same_weights(load_file(str(final["resumed"] / "model" / "model.safetensors")),
+                        load_file(str(final["straight"] / "model" / "model.safetensors")))
+    ema = {run: torch.load(path / "state.pt", weights_only=True)["ema"] for run, path in final.items()}
+    assert_same_weights(ema["resumed"], ema["straight"])
+
+
+def test_unknown_task_is_a_config_error():
+    with pytest.raises(CodecError, match="config.task must be one of 'audio_codec'"):
+        load_train_config({"task": "video"})
+    with pytest.raises(CodecError, match="config.task must be one of"):
+        load_train_config({}, ["task=video"])
+
+
+def test_the_training_loop_imports_no_audio_code():
+    """Only the audio task's modules (audio_*.py) may import audio, losses, discriminators or eval code."""
+    forbidden = ("codec.audio", "codec.losses", "codec.discriminators", "codec.eval", "codec.data.dataset",
+                 "codec.train.audio_")
+    for path in sorted((REPO / "codec" / "train").glob("*.py")):
+        if path.name.startswith("audio_"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                package = ["codec", "train"][: 3 - node.level] if node.level else []  # . = codec.train, .. = codec
+                names = [".".join(package + ([node.module] if node.module else []))]
+                names += [f"{names[0]}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            bad = [n for n in names if n.startswith(forbidden)]
+            assert not bad, f"{path.name} imports {bad[0]}"

@@ -24,7 +24,7 @@ class DataConfig:
     data_dir: str = ""  # corpus root; the CLI overrides it with --data-dir
     subsets: tuple[str, ...] = ()  # parts/splits to train on (e.g. "train-clean-100"); () = the corpus' training parts
     language: str = ""  # Common Voice / MLS language, e.g. "en" or "english"
-    segment_seconds: float = 1.0  # training crop length
+    crop_seconds: float = 1.0  # length of a training crop (not the codec's own model.segment_seconds)
     valid_clips: int = 8  # clips held out for validation (chosen deterministically)
     valid_seconds: float = 4.0  # validation clips are cut to at most this length
     loudness_db: float | None = -20.0  # RMS level of each clip in dBFS; None = keep the level as recorded
@@ -47,8 +47,8 @@ class DataConfig:
              f"subsets apply only to {', '.join(SPLIT_CORPORA)}; corpus {self.corpus!r} has none"),
             (not self.language or self.corpus in LANGUAGE_CORPORA,
              f"language applies only to {', '.join(LANGUAGE_CORPORA)}, not to corpus {self.corpus!r}"),
-            (_finite(self.segment_seconds) and self.segment_seconds > 0,
-             f"segment_seconds must be > 0, got {self.segment_seconds}"),
+            (_finite(self.crop_seconds) and self.crop_seconds > 0,
+             f"crop_seconds must be > 0, got {self.crop_seconds}"),
             (self.valid_clips >= 0, f"valid_clips must be >= 0, got {self.valid_clips}"),
             (_finite(self.valid_seconds) and self.valid_seconds > 0,
              f"valid_seconds must be > 0, got {self.valid_seconds}"),

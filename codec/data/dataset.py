@@ -28,27 +28,27 @@ class SegmentDataset(Dataset[torch.Tensor]):
     to that RMS level (over the whole clip). Then:
 
     - training (``train=True``): item ``(index, seed)`` (a bare ``index``: seed 0) is a random
-      crop of ``segment_samples`` (clips shorter than that are zero-padded at the end; None =
+      crop of ``crop_samples`` (clips shorter than that are zero-padded at the end; None =
       the whole clip), sped up by a factor drawn from ``config.speed_factors`` (pitch and tempo
       change together, as in ASR speed perturbation), times a random gain from ``config.gain_db``,
       all drawn from ``seed``;
     - validation: item ``index`` (or ``(index, any seed)``) is the first ``valid_seconds`` of
-      the clip (shorter clips are kept whole, not padded), without gain; segment_samples is unused.
+      the clip (shorter clips are kept whole, not padded), without gain; crop_samples is unused.
 
     Items whose peak would exceed 1 are scaled down to peak 1 (never clipped). With
     ``cache=True`` decoded, resampled clips stay in memory (per DataLoader worker), which
     suits small corpora; otherwise every item decodes its file again.
     """
 
-    def __init__(self, cuts: CutSet, sample_rate: int, segment_samples: int | None, config: DataConfig,
+    def __init__(self, cuts: CutSet, sample_rate: int, crop_samples: int | None, config: DataConfig,
                  train: bool, cache: bool = False) -> None:
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
-        if segment_samples is not None and segment_samples <= 0:
-            raise ValueError(f"segment_samples must be > 0 or None, got {segment_samples}")
+        if crop_samples is not None and crop_samples <= 0:
+            raise ValueError(f"crop_samples must be > 0 or None, got {crop_samples}")
         self.cuts: list[Cut] = list(cuts)
         self.sample_rate = sample_rate
-        self.segment_samples = segment_samples
+        self.crop_samples = crop_samples
         self.config = config
         self.train = train
         self.cache = cache
@@ -77,7 +77,7 @@ class SegmentDataset(Dataset[torch.Tensor]):
         if not self.train:
             return limit_peak(x[..., :self.valid_samples].clone())
         generator = torch.Generator().manual_seed(seed % 2**63)
-        length = self.segment_samples or x.shape[-1]
+        length = self.crop_samples or x.shape[-1]
         speed = random_choice(self.config.speed_factors, generator)
         source_length = length if speed == 1.0 else math.ceil(length * speed) + 1  # resampling may lose one
         x = fit_length(x, source_length, random_offset(x.shape[-1], source_length, generator))

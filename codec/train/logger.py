@@ -1,4 +1,4 @@
-"""Training logs: TensorBoard scalars, audio and spectrogram images, and a progress bar."""
+"""Training logs: TensorBoard scalars, images and audio, and a progress bar (for any task)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..eval.spectrogram import spectrogram_image
 from .config import TrainConfig
 
 
@@ -41,13 +40,15 @@ class TrainLogger:
                 self.writer.add_scalar(f"valid/{key}", value, step)
             self.message(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
-    def log_example(self, step: int, name: str, original: torch.Tensor, decoded: torch.Tensor, sample_rate: int) -> None:
-        """Audio and spectrograms of one validation clip ([T] tensors)."""
-        if not self.enabled:
-            return
-        for kind, audio in (("original", original), ("decoded", decoded)):
-            self.writer.add_audio(f"{name}/{kind}", audio.float().cpu().clamp(-1, 1), step, sample_rate)
-            self.writer.add_image(f"{name}/{kind}_mel", spectrogram_image(audio, sample_rate), step)
+    def add_image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        """An image [C, H, W] with values in [0, 1]."""
+        if self.enabled:
+            self.writer.add_image(tag, image.float().cpu().clamp(0, 1), step)
+
+    def add_audio(self, tag: str, audio: torch.Tensor, step: int, sample_rate: int) -> None:
+        """A mono clip [T] with samples in [-1, 1]."""
+        if self.enabled:
+            self.writer.add_audio(tag, audio.float().cpu().clamp(-1, 1), step, sample_rate)
 
     def message(self, text: str) -> None:
         if self.enabled:

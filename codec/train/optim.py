@@ -32,3 +32,8 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimConfig, t
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config, total_steps))
     return optimizer, scheduler
+
+
+def clip_gradients(params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
+    """Clip the gradients' total norm to ``max_norm`` (0: no clipping); return the norm before clipping."""
+    return float(torch.nn.utils.clip_grad_norm_(list(params), max_norm if max_norm > 0 else math.inf))

@@ -1,4 +1,4 @@
-"""Start or resume a training run in a run folder (what `codec train` does)."""
+"""Start or resume a training run in a run folder (what `codec train` does), for any task."""
 
 from __future__ import annotations
 

@@ -1,231 +1,136 @@
-"""The codec training loop: one process or many (torchrun + DDP), resumable at any step.
+"""The training loop for any tokenizer and objective: one process or many (torchrun + DDP),
+resumable at any step.
 
-Each step: the codec reconstructs a batch of crops; reconstruction, perceptual and (after
-the warm-up) adversarial losses are combined by a weighted sum or the gradient balancer;
-the quantizer's commitment loss and semantic distillation are added outside the balancer.
-The discriminator then takes its own step on the same batch.
+The task named by the config (see tasks.py) builds the model, its objective, its data and its
+validation; the loop does the rest the same way for every task. Each step: the objective's
+losses under bf16 autocast (on CUDA), a skipped step if any loss is non-finite on any rank
+(abort after ``max_nonfinite_steps`` in a row), the objective's backward, gradient clipping,
+the optimizer and schedule steps, the objective's own after-step work (e.g. a discriminator
+update) and the weight EMA. Every ``valid_every`` steps the exported model (the EMA when on)
+is validated and the best one saved to ``run_dir/best``; every ``checkpoint_every`` steps the
+whole TrainingState is saved.
 
 Data are a pure function of the step (see ``StepBatchSampler``), so resuming restores the
-data position from the step alone; models, optimizers, schedulers, the balancer and the RNG
-come from the checkpoint.
+data position from the step alone; everything else comes from the checkpoint's TrainingState.
 """
 
 from __future__ import annotations
 
-import math
 import signal
 import time
-from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import save_pretrained
-from ..audio.model import AudioCodec
-from ..distributed import all_reduce_mean_
-from ..data import SegmentDataset, build_train_loader, prepare_manifests
-from ..discriminators import Discriminator, DiscriminatorOutput
+from ..data.loader import build_train_loader
 from ..errors import CodecError
-from ..losses.adversarial import discriminator_loss
-from ..losses.balancer import Balancer
-from .checkpoints import latest_checkpoint, load_checkpoint_state, save_checkpoint
+from ..tokens import Tokenizer
+from .checkpoints import latest_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_train_config
-from .distributed import DistributedEnv, barrier, init_distributed
+from .distributed import (DistributedEnv, all_finite, all_reduce_grads, autocast, barrier, init_distributed,
+                          wrap_ddp)
+from .ema import WeightEMA
 from .logger import TrainLogger
-from .objective import GeneratorObjective
-from .optim import build_optimizer
-from .validation import validate
+from .optim import build_optimizer, clip_gradients
+from .state import TrainingState
+from .tasks import get_task
 
 
 class Trainer:
-    """Build everything a run needs from a TrainConfig, then ``fit()``."""
+    """Build everything a run needs from a config (through its task), then ``fit()``."""
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, resume: bool = False) -> None:
         self.config, self.run_dir = config, Path(run_dir)
+        self.task = get_task(config.task)
         self.env: DistributedEnv = init_distributed(config.device)
         if config.batch_size % self.env.world_size:
             raise CodecError(f"batch_size {config.batch_size} does not split over {self.env.world_size} processes.")
         torch.manual_seed(config.seed)
         device = self.env.device
-        self.model = AudioCodec(config.model).to(device)
-        self.objective = GeneratorObjective(config, self.model).to(device)
-        adv = config.adversarial
-        self.discriminator = Discriminator(adv.discriminator).to(device) if adv.discriminator else None
-        generator_params = list(self.model.parameters()) + list(self.objective.trainable_parameters())
-        self.optimizer, self.scheduler = build_optimizer(generator_params, config.optim, config.steps)
-        if self.discriminator is not None:
-            self.disc_optimizer, self.disc_scheduler = build_optimizer(
-                self.discriminator.parameters(), config.optim, config.steps, lr=adv.lr, betas=adv.betas)
-        self.balancer = Balancer(self.objective.balanced_weights()) if config.balancer else None
-        self.ema = ({k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                    if config.ema_decay > 0 else None)
-        self.step, self.nonfinite_streak, self.best_valid = 0, 0, math.inf
-        self._prepare_data()
+        self.model: Tokenizer = self.task.build_model(config).to(device)
+        if not isinstance(self.model, Tokenizer):
+            raise CodecError(f"Task {self.task.name!r} built a {type(self.model).__name__}, not a Tokenizer.")
+        self.objective = self.task.build_objective(config, self.model, self.env)
+        params = list(self.model.parameters()) + list(self.objective.trainable_parameters())
+        self.optimizer, self.scheduler = build_optimizer(params, config.optim, config.steps)
+        self.ema = WeightEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        self.state = TrainingState(config.task, self.model, self.optimizer, self.scheduler, self.objective, self.ema)
+        self.data = self.task.build_data(config, self.run_dir, self.env)
+        self.train_set, self.valid_set = self.data.train, self.data.valid
         if resume:
             self._resume()
-        self.train_model = self._wrap(self.model)
-        self.train_discriminator = self._wrap(self.discriminator) if self.discriminator is not None else None
+        self.train_model = wrap_ddp(self.model, self.env)
         self._stop_requested = False
 
-    # --- set-up ----------------------------------------------------------------------------
-    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        if self.env.world_size == 1:
-            return module
-        ids = [self.env.device.index] if self.env.device.type == "cuda" else None
-        # EMA codebooks synchronise themselves (all-reduced statistics): no buffer broadcast per forward.
-        return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False)
+    @property
+    def step(self) -> int:
+        return self.state.progress.step
 
-    def _prepare_data(self) -> None:
-        manifests = self.run_dir / "manifests"
-        if self.env.is_main:
-            prepare_manifests(self.config.data, manifests)
-        barrier()
-        train_cuts, valid_cuts = prepare_manifests(self.config.data, manifests)
-        sr = self.config.model.sample_rate
-        segment = int(self.config.data.segment_seconds * sr)
-        self.train_set = SegmentDataset(train_cuts, sr, segment, self.config.data, train=True)
-        # validation re-reads the same few clips every valid_every steps: keep them decoded
-        self.valid_set = SegmentDataset(valid_cuts, sr, None, self.config.data, train=False, cache=True)
+    @step.setter
+    def step(self, value: int) -> None:
+        self.state.progress.step = value
 
     def _resume(self) -> None:
         path = latest_checkpoint(self.run_dir)
         if path is None:
             raise CodecError(f"Nothing to resume in {self.run_dir}: it has no complete checkpoint.")
-        state, ema = load_checkpoint_state(path, self.model, self.discriminator, self.env.device)
-        self.objective.load_trainable_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.discriminator is not None:
-            self.disc_optimizer.load_state_dict(state["disc_optimizer"])
-            self.disc_scheduler.load_state_dict(state["disc_scheduler"])
-        if self.balancer is not None:
-            self.balancer.load_state_dict(state["balancer"])
-        if self.ema is not None and ema is not None:
-            self.ema = ema
-        self.step, self.nonfinite_streak = state["step"], state["nonfinite_streak"]
-        self.best_valid = state["best_valid"]
+        saved = read_checkpoint(path)
+        try:
+            if "version" not in saved:
+                if self.task.upgrade_checkpoint is None:
+                    raise ValueError(f"task {self.task.name!r} cannot read checkpoints of format 1")
+                saved = self.task.upgrade_checkpoint(saved)
+            self.state.load_state_dict(saved)
+        except (KeyError, ValueError, RuntimeError) as e:
+            first = " ".join(str(e).split())[:200]
+            raise CodecError(f"Cannot resume from {path}: {first}.") from None
 
     # --- one step --------------------------------------------------------------------------
-    def _autocast(self):
-        if self.env.device.type == "cuda" and self.config.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
-    def _all_finite(self, losses: dict[str, torch.Tensor]) -> bool:
-        flag = torch.tensor(float(all(torch.isfinite(v).all() for v in losses.values())), device=self.env.device)
-        if self.env.world_size > 1:
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-        return bool(flag.item())
-
-    def _all_reduce_grads(self, params: list[torch.nn.Parameter]) -> None:
-        if self.env.world_size > 1:
-            for p in params:
-                if p.grad is not None:
-                    all_reduce_mean_(p.grad)
-
-    def _clip(self, params) -> float:
-        clip = self.config.optim.grad_clip
-        return float(torch.nn.utils.clip_grad_norm_(list(params), clip if clip > 0 else math.inf))
-
-    def train_step(self, batch: torch.Tensor) -> dict[str, float]:
-        """One generator step (and discriminator step when scheduled) on a batch [B, 1, T]."""
-        adv = self.config.adversarial
-        disc_active = self.discriminator is not None and self.step >= adv.start_step
-        gen_adversarial = disc_active and self.step >= adv.start_step + adv.warmup_steps
+    def train_step(self, batch: Any) -> dict[str, float]:
+        """One optimizer step of the model (and whatever the objective updates after it)."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            out = self.train_model(batch)
-            terms = self.objective(out, batch, self.discriminator if gen_adversarial else None)
-        losses = {**terms.balanced, **terms.direct}
-        if not self._all_finite(losses):
-            return self._skip_step(losses)
-        self.nonfinite_streak = 0
-        direct = sum(self.objective.direct_weight(k) * v for k, v in terms.direct.items())
-        metrics: dict[str, float] = {}
-        if self.balancer is not None:
-            grad, metrics = self.balancer.gradient(terms.balanced, out.audio)
-            torch.autograd.backward([out.audio, direct], [grad * self.env.world_size, None])
-        else:
-            (self.objective.weighted_sum(terms.balanced) + direct).backward()
-        self._all_reduce_grads(self.objective.trainable_parameters())  # not inside DDP
-        metrics["grad_norm"] = self._clip(list(self.model.parameters()) + self.objective.trainable_parameters())
+        with autocast(self.env, self.config.bf16):
+            out = self.objective.compute(self.train_model, batch, self.step)
+        if not all_finite(out.losses, self.env):
+            return self._skip_step(out.losses)
+        self.state.progress.nonfinite_streak = 0
+        metrics = self.objective.backward(out)
+        all_reduce_grads(self.objective.trainable_parameters(), self.env)  # not inside DDP
+        params = list(self.model.parameters()) + self.objective.trainable_parameters()
+        metrics["grad_norm"] = clip_gradients(params, self.config.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        if self.discriminator is not None:
-            self.disc_optimizer.zero_grad(set_to_none=True)  # drop grads left by the generator's losses
-            if disc_active and self.step % adv.update_every == 0:
-                metrics["discriminator"] = self._discriminator_step(batch, out.audio.detach())
-            self.disc_scheduler.step()
-        self._update_ema()
-        metrics.update({f"loss/{k}": v.item() for k, v in losses.items()})
+        metrics.update(self.objective.after_step(batch, out, self.step))
+        if self.ema is not None:
+            self.ema.update(self.model, self.step)
+        metrics.update({f"loss/{k}": v.item() for k, v in out.losses.items()})
         metrics["lr"] = self.scheduler.get_last_lr()[0]
-        for q, (usage, ppl) in enumerate(zip(out.quantizer.usage.tolist(), out.quantizer.perplexity.tolist())):
-            metrics[f"codebook/usage_{q}"], metrics[f"codebook/perplexity_{q}"] = usage, ppl
+        metrics.update(out.metrics)
         return metrics
 
-    def _discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
-        with self._autocast():  # one forward over real and fake, as DDP expects one forward per backward
-            outputs = self.train_discriminator(torch.cat([real, fake]))
-            halves = [(DiscriminatorOutput(o.logits[: len(real)], [f[: len(real)] for f in o.features]),
-                       DiscriminatorOutput(o.logits[len(real):], [f[len(real):] for f in o.features])) for o in outputs]
-            loss = discriminator_loss([r for r, _ in halves], [f for _, f in halves], self.config.adversarial.loss)
-        if not self._all_finite({"d": loss}):
-            return float("nan")
-        loss.backward()
-        self._clip(self.discriminator.parameters())
-        self.disc_optimizer.step()
-        return loss.item()
-
     def _skip_step(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
-        self.nonfinite_streak += 1
+        progress = self.state.progress
+        progress.nonfinite_streak += 1
         self.optimizer.zero_grad(set_to_none=True)
         bad = ", ".join(k for k, v in losses.items() if not torch.isfinite(v).all())
-        if self.nonfinite_streak >= self.config.max_nonfinite_steps:
-            raise CodecError(f"Training diverged: {self.nonfinite_streak} steps in a row had non-finite losses "
+        if progress.nonfinite_streak >= self.config.max_nonfinite_steps:
+            raise CodecError(f"Training diverged: {progress.nonfinite_streak} steps in a row had non-finite losses "
                              f"({bad}) at step {self.step}.")
-        return {"nonfinite_steps": float(self.nonfinite_streak)}
+        return {"nonfinite_steps": float(progress.nonfinite_streak)}
 
-    def _update_ema(self) -> None:
-        """EMA of the weights; the decay warms up as (1 + step) / (10 + step), so the random
-        initial weights do not linger in the average (0.999 ** 2000 would still keep 13.5%)."""
-        if self.ema is None:
-            return
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        with torch.no_grad():
-            for name, value in self.model.state_dict().items():
-                if value.dtype.is_floating_point:
-                    self.ema[name].lerp_(value, 1 - decay)
-                else:
-                    self.ema[name].copy_(value)
-
-    # --- checkpoints -----------------------------------------------------------------------
-    def export_model(self) -> AudioCodec:
+    # --- models and checkpoints ------------------------------------------------------------
+    def export_model(self) -> Tokenizer:
         """The model to publish: the weight EMA when enabled, else the trained weights (eval mode)."""
         if self.ema is None:
             return self.model.eval()
-        exported = AudioCodec(self.config.model).to(self.env.device)
-        exported.load_state_dict(self.ema)
-        return exported.eval()
+        return self.ema.copy_to(self.task.build_model(self.config).to(self.env.device)).eval()
 
     def save(self) -> None:
-        if not self.env.is_main:
-            return
-        state = {
-            "objective": self.objective.trainable_state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "nonfinite_streak": self.nonfinite_streak,
-            "best_valid": self.best_valid,
-        }
-        if self.discriminator is not None:
-            state["disc_optimizer"] = self.disc_optimizer.state_dict()
-            state["disc_scheduler"] = self.disc_scheduler.state_dict()
-        if self.balancer is not None:
-            state["balancer"] = self.balancer.state_dict()
-        save_checkpoint(self.run_dir, self.step, self.model, state, self.ema, self.discriminator,
-                        self.config.keep_checkpoints)
+        if self.env.is_main:
+            save_checkpoint(self.run_dir, self.state, self.config.keep_checkpoints)
 
     # --- the loop --------------------------------------------------------------------------
     def _request_stop(self, signum, frame) -> None:
@@ -240,7 +145,7 @@ class Trainer:
         logger = TrainLogger(self.run_dir, config, self.step, enabled=self.env.is_main)
         previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         loader = build_train_loader(self.train_set, config.batch_size, config.seed, self.env.rank,
-                                    self.env.world_size, self.step, config.data.num_workers)
+                                    self.env.world_size, self.step, self.data.num_workers)
         last_valid: dict[str, float] = {}
         try:
             if self.step == 0:
@@ -267,15 +172,17 @@ class Trainer:
         return last_valid
 
     def _validate(self, logger: TrainLogger) -> dict[str, float]:
+        """Validate the exported model (main process) and keep it in run_dir/best if it is the best yet."""
         if not self.env.is_main:
             barrier()
             return {}
         model = self.export_model()
-        results = validate(model, self.valid_set, logger, self.step, self.config.audio_examples)
+        results = self.task.validate(model, self.valid_set, logger, self.step, self.config)
         self.model.train()
-        if results["mel_distance"] < self.best_valid:
-            self.best_valid = results["mel_distance"]
-            save_pretrained(model, self.run_dir / "best", {"step": str(self.step), "valid_mel_distance":
-                            f"{self.best_valid:.4f}"}, force=True)
+        metric, progress = self.task.best_metric, self.state.progress
+        if results[metric] < progress.best_valid:
+            progress.best_valid = results[metric]
+            save_pretrained(model, self.run_dir / "best", {"step": str(self.step),
+                            f"valid_{metric}": f"{progress.best_valid:.4f}"}, force=True)
         barrier()
         return results
