@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -182,8 +183,41 @@ def test_empty_or_too_small_corpus_is_a_clear_error(tmp_path: Path, pieces: list
     with pytest.raises(CodecError, match="No audio clips were found for devspeech"):
         prepare_manifests(DataConfig(corpus="devspeech", data_dir=str(tmp_path / "dev")), tmp_path / "out")
     put(tmp_path / "few" / "a.wav", pieces[0], 16000)
-    with pytest.raises(CodecError, match="has only 1 clips, too few to hold out 8 for validation"):
+    with pytest.raises(CodecError, match=r"has only 1 training clip, too few to hold out data\.valid_clips \(8\) "
+                                         r"for validation and train on the rest; lower data\.valid_clips or add clips\.$"):
         prepare_manifests(DataConfig(corpus="folder", data_dir=str(tmp_path / "few")), tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", list(CORPORA))
+def test_every_reader_says_why_no_training_clip_is_left(tmp_path: Path, pieces: list[np.ndarray], name: str) -> None:
+    tree = CORPORA[name](tmp_path / "data", pieces)
+    config = config_for(name, tree)
+    pool = len(tree.expected) - len(tree.dev)  # clips of the training parts
+    with pytest.raises(CodecError, match=rf"^All {pool} training clips of .* are shorter than data\.min_seconds "
+                                         r"\(100 s; the longest is 1\.\d\d s\); lower data\.min_seconds\.$") as info:
+        prepare_manifests(replace(config, min_seconds=100.0), tmp_path / "m1")
+    if name == "librispeech":
+        assert "(train-clean-100 for training, dev-clean for validation)" in str(info.value)
+    if tree.dev:  # validation clips come from the dev split: every training clip stays
+        assert len(prepare_manifests(replace(config, valid_clips=pool), tmp_path / "m2")[0]) == pool
+    else:
+        with pytest.raises(CodecError, match=rf"has only {pool} training clips, too few to hold out "
+                                             rf"data\.valid_clips \({pool}\) for validation and train on the rest"):
+            prepare_manifests(replace(config, valid_clips=pool), tmp_path / "m2")
+
+
+@pytest.mark.parametrize("name", ["librispeech", "libritts"])
+def test_a_libri_tree_without_training_parts_says_so(tmp_path: Path, pieces: list[np.ndarray], name: str) -> None:
+    tree = CORPORA[name](tmp_path / "data", pieces)
+    base = tree.root / "LibriSpeech" if (tree.root / "LibriSpeech").is_dir() else tree.root
+    for part in base.glob("train-*"):
+        shutil.rmtree(part)
+    config = config_for(name, tree, valid_clips=1)
+    with pytest.raises(CodecError, match=r"in '.*' has no training part \(found: dev-clean\); add one such as "
+                                         r"train-clean-100, or train on these with data\.subsets=\[dev-clean\]\.$"):
+        prepare_manifests(config, tmp_path / "m1")
+    train, valid = prepare_manifests(replace(config, subsets=("dev-clean",)), tmp_path / "m2")
+    assert (len(train), len(valid)) == (1, 1)
 
 
 def test_config_validation_and_round_trip() -> None:
@@ -258,7 +292,7 @@ def test_speed_perturbation(small_set) -> None:
 def test_dataset_validation_items(small_set) -> None:
     _, valid, config = small_set
     ds = SegmentDataset(valid, 16000, 8000, config, train=False)
-    batches = build_valid_batches(ds)
+    batches = list(build_valid_batches(ds))
     assert len(batches) == 2
     for i, batch in enumerate(batches):
         assert batch.shape == (1, 1, 8000)  # first valid_seconds = 0.5 s, whatever crop_samples says

@@ -1,5 +1,6 @@
-"""Training: config overrides, schedules, checkpoints, resume (also after SIGKILL), Ctrl-C,
-non-finite losses, distributed data parallel equivalence, and every recipe end to end."""
+"""Training: config overrides, schedules, checkpoints, resume, Ctrl-C, non-finite losses,
+distributed data parallel equivalence, clear messages (empty corpora, devices, the end of a run,
+--resume), and every recipe end to end. SIGKILL and broken checkpoints: test_crash_safety.py."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ import copy
 import dataclasses
 import math
 import os
+import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from codec.train import (TASKS, Objective, StepOutput, Task, TaskData, TrainConf
                          load_train_config, read_recipe, run_training)
 from codec.train.checkpoints import latest_checkpoint, read_checkpoint, save_checkpoint
 from codec.train.config import OptimConfig, dump_train_config
+from codec.train.logger import TrainLogger
 from codec.train.optim import lr_factor
 
 from .corpora import CORPORA, speech_pieces
@@ -209,38 +209,6 @@ def test_non_finite_losses_skip_steps_then_abort(tmp_path, speech_folder, monkey
         trainer.train_step(batch)
 
 
-def codec_train(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "cli", "train", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-@pytest.mark.slow
-def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, speech_folder):
-    recipe = tmp_path / "tiny" / "codec.yaml"
-    recipe.parent.mkdir()
-    recipe.write_text(yaml.safe_dump(tiny_recipe(speech_folder, steps=30, checkpoint_every=5, valid_every=100)))
-    straight = codec_train(str(recipe), "--run-dir", str(tmp_path / "straight"))
-    killed = codec_train(str(recipe), "--run-dir", str(tmp_path / "killed"))
-    deadline = time.time() + 240
-    while latest_checkpoint(tmp_path / "killed") is None and time.time() < deadline and killed.poll() is None:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    stopped_at = int(latest_checkpoint(tmp_path / "killed").name.split("_")[1])
-    assert 5 <= stopped_at < 30
-    # a new run in the same folder refuses to overwrite it
-    refused = codec_train(str(recipe), "--run-dir", str(tmp_path / "killed"))
-    out, _ = refused.communicate(timeout=120)
-    assert refused.returncode == 1 and "pass --resume" in out
-    resumed = codec_train(str(recipe), "--run-dir", str(tmp_path / "killed"), "--resume")
-    out, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, out
-    assert straight.wait(timeout=300) == 0
-    assert latest_checkpoint(tmp_path / "killed").name == "step_00000030"
-    assert_same_weights(weights(tmp_path / "killed"), weights(tmp_path / "straight"))
-
-
 # --- distributed ------------------------------------------------------------------------------
 
 def _free_port() -> int:
@@ -295,23 +263,34 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
 RECIPE_CORPORA = ["librispeech", "libritts", "vctk", "ljspeech", "commonvoice", "mls", "folder", "devspeech"]
 
 
-@pytest.mark.parametrize("corpus", RECIPE_CORPORA)
-def test_recipe_prepares_and_trains_two_steps(tmp_path, corpus):
-    tree = CORPORA[corpus](tmp_path / "data", speech_pieces())
-    overrides = [f"model={yaml.safe_dump(TINY_MODEL, default_flow_style=True).strip()}",
-                 "steps=2", "batch_size=2", "valid_every=2", "checkpoint_every=2", "data.valid_clips=2",
-                 "data.crop_seconds=0.1", "data.num_workers=0", "adversarial.discriminator=null",
-                 "losses.mel.window_lengths=[64, 256]", "losses.mel.n_mels=[16, 32]"]
-    overrides += [f"data.{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in tree.overrides.items()]
-    args = ["train", f"recipes/{corpus}/codec16k.yaml", "--data-dir", str(tree.root), "--run-dir", str(tmp_path / "run")]
+TINY_OVERRIDES = [f"model={yaml.safe_dump(TINY_MODEL, default_flow_style=True).strip()}",
+                  "steps=2", "batch_size=2", "valid_every=2", "checkpoint_every=2", "data.valid_clips=2",
+                  "data.crop_seconds=0.1", "data.num_workers=0", "adversarial.discriminator=null",
+                  "losses.mel.window_lengths=[64, 256]", "losses.mel.n_mels=[16, 32]"]
+
+
+def invoke_train(*args: str, overrides: list[str] = ()):
+    """`codec train ARGS --set OVERRIDE...` in the repository folder, in this process."""
+    args = ["train", *args]
     for o in overrides:
         args += ["--set", o]
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        result = CliRunner().invoke(cli.app, args)
+        return CliRunner().invoke(cli.app, args)
     finally:
         os.chdir(cwd)
+
+
+def corpus_overrides(tree) -> list[str]:
+    return [f"data.{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in tree.overrides.items()]
+
+
+@pytest.mark.parametrize("corpus", RECIPE_CORPORA)
+def test_recipe_prepares_and_trains_two_steps(tmp_path, corpus):
+    tree = CORPORA[corpus](tmp_path / "data", speech_pieces())
+    result = invoke_train(f"recipes/{corpus}/codec16k.yaml", "--data-dir", str(tree.root), "--run-dir",
+                          str(tmp_path / "run"), overrides=TINY_OVERRIDES + corpus_overrides(tree))
     assert result.exit_code == 0, result.output + result.stderr
     assert latest_checkpoint(tmp_path / "run").name == "step_00000002"
     assert "final validation: mel_distance" in result.stdout
@@ -333,6 +312,123 @@ def test_bad_recipe_and_resume_errors(tmp_path):
                            "Nothing to resume")]:
         result = CliRunner().invoke(cli.app, args)
         assert result.exit_code == 1 and message in result.stderr, result.stderr
+
+
+# --- clear messages: empty corpora, devices, validation, the end of a run, --resume -------------
+
+def _only_dev_clean(tmp: Path) -> tuple[Path, list[str]]:
+    tree = CORPORA["librispeech"](tmp, speech_pieces())
+    shutil.rmtree(tmp / "LibriSpeech" / "train-clean-100")
+    return tree.root, ["data.valid_clips=1"]
+
+
+def _validated_is_dev(tmp: Path) -> tuple[Path, list[str]]:
+    """Common Voice trained on validated.tsv whose clips are all in dev.tsv: all are held out."""
+    tree = CORPORA["commonvoice"](tmp, speech_pieces())
+    lang = tmp / "cv-corpus-17.0-2024-03-15" / "en"
+    (lang / "validated.tsv").write_text((lang / "dev.tsv").read_text())
+    return tree.root, corpus_overrides(tree) + ["data.subsets=[validated]"]
+
+
+def _too_short(tmp: Path) -> tuple[Path, list[str]]:
+    return CORPORA["folder"](tmp, speech_pieces()).root, ["data.min_seconds=30"]
+
+
+def _no_valid_clips(tmp: Path) -> tuple[Path, list[str]]:
+    return CORPORA["folder"](tmp, speech_pieces()).root, ["data.valid_clips=0"]
+
+
+@pytest.mark.parametrize("make, corpus, message", [
+    (_only_dev_clean, "librispeech", r"LibriSpeech in '.*LibriSpeech' has no training part \(found: dev-clean\); "
+                                     r"add one such as train-clean-100, or train on these with data\.subsets"),
+    (_validated_is_dev, "commonvoice", r"No training clips are left for Common Voice in '.*data' \(validated for "
+                                       r"training, dev for validation\): all 2 are among the 2 validation clips"),
+    (_too_short, "folder", r"All 5 training clips of an audio folder in '.*my_audio' are shorter than "
+                           r"data\.min_seconds \(30 s; the longest is 1\.3\d s\); lower data\.min_seconds"),
+    (_no_valid_clips, "folder", r"Invalid training config: invalid config: data\.valid_clips must be at least 1: "
+                                r"validation picks run_dir/best"),
+], ids=["only-dev-clean", "all-held-out", "too-short", "no-validation"])
+def test_a_corpus_leaving_no_training_or_validation_clip_is_one_clear_error(tmp_path, make, corpus, message):
+    root, overrides = make(tmp_path / "data")
+    result = invoke_train(f"recipes/{corpus}/codec16k.yaml", "--data-dir", str(root), "--run-dir",
+                          str(tmp_path / "run"), overrides=TINY_OVERRIDES + overrides)
+    assert result.exit_code == 1, result.output + result.stderr
+    assert re.fullmatch(f"error: {message}.*\\.\n", result.stderr, re.S), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("device, message", [
+    ("banana", "Unknown device 'banana'; use cpu, cuda, cuda:N or auto."),
+    ("cuda:99", "Device 'cuda:99' is not available"),
+    pytest.param("cuda", "Device 'cuda' is not available: this machine has no usable CUDA GPU", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has a GPU")),
+])
+def test_an_unusable_device_is_a_config_error(tmp_path, speech_folder, device, message):
+    config = load_train_config(tiny_recipe(speech_folder, device=device))
+    with pytest.raises(CodecError, match=f"^config.device: {re.escape(message)}"):
+        Trainer(config, tmp_path / "run")
+
+
+def test_validation_shows_progress_and_the_step_0_baseline_is_optional(tmp_path, speech_folder, capsys,
+                                                                      monkeypatch):
+    validated = []
+    log_valid = TrainLogger.log_valid
+    monkeypatch.setattr(TrainLogger, "log_valid", lambda self, step, m: validated.append(step) or log_valid(self, step, m))
+    recipe = tiny_recipe(speech_folder, adversarial={}, steps=2, valid_every=100, checkpoint_every=100)
+    Trainer(load_train_config(recipe), tmp_path / "a").fit()
+    assert validated == [2]  # by default no baseline of the untrained model: a smoke run validates once
+    err = capsys.readouterr().err
+    assert re.search(r"validating: +0%.* 0/2 ", err), err  # a progress bar over the validation clips
+    Trainer(load_train_config(recipe, ["valid_at_start=true"]), tmp_path / "b").fit()
+    assert validated == [2, 0, 2]
+    assert len(re.findall(r"validating: +0%", capsys.readouterr().err)) == 2
+
+
+def test_the_end_of_a_run_says_where_the_model_is_and_a_finished_run_continues(tmp_path, speech_folder):
+    recipe = tmp_path / "codec.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(speech_folder, adversarial={}, steps=2, valid_every=2,
+                                                 optim={"lr": 1e-3, "schedule": "constant"})))
+    run = tmp_path / "run"
+    result = invoke_train(str(recipe), "--run-dir", str(run))
+    assert result.exit_code == 0, result.output + result.stderr
+    assert re.search(rf"training finished at step 2 of 2\n  best model: {re.escape(str(run / 'best'))} \(step 2, "
+                     rf"mel_distance \d", result.stdout), result.stdout
+    assert f"\n  last checkpoint: {run / 'checkpoints' / 'step_00000002'}\n" in result.stdout
+    assert f"\n  to train further: codec train {recipe} --run-dir {run} --resume --set steps=4\n" in result.stdout
+    finished = invoke_train(str(recipe), "--run-dir", str(run), "--resume")
+    assert finished.exit_code == 1
+    assert finished.stderr == (f"error: The run in {run} already finished at step 2 (steps: 2); to continue it, "
+                               "raise steps, e.g. --resume --set steps=4.\n")
+    longer = invoke_train(str(recipe), "--run-dir", str(run), "--resume", overrides=["steps=4"])
+    assert longer.exit_code == 0, longer.output + longer.stderr
+    assert "training finished at step 4 of 4" in longer.stdout
+    assert latest_checkpoint(run).name == "step_00000004"
+    run_training(recipe, tmp_path / "straight", ["steps=4"])  # the same as 4 steps at once
+    assert_same_weights(load_file(str(latest_checkpoint(run) / "model" / "model.safetensors")),
+                        load_file(str(latest_checkpoint(tmp_path / "straight") / "model" / "model.safetensors")))
+
+
+def test_resume_says_exactly_what_is_missing(tmp_path, speech_folder):
+    recipe = tmp_path / "codec.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(speech_folder, adversarial={})))
+    with pytest.raises(CodecError, match=r"^Nothing to resume: the run folder .*nowhere does not exist; start the "
+                                         r"run without --resume, or give its folder with --run-dir\.$"):
+        run_training(recipe, tmp_path / "nowhere", resume=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CodecError, match=r"^Nothing to resume in .*empty: it has no config\.yaml, so no run was "
+                                         r"started there; check --run-dir\.$"):
+        run_training(recipe, tmp_path / "empty", resume=True)
+    started = tmp_path / "started"
+    (started / "checkpoints" / ".tmp-step_00000002-0123abcd").mkdir(parents=True)  # a save cut short
+    (started / "config.yaml").write_text(dump_train_config(load_train_config(read_recipe(recipe))))
+    with pytest.raises(CodecError, match=r"^Nothing to resume in .*started: the run stopped before its first "
+                                         r"checkpoint \(at step 2\); run the same command without --resume to "
+                                         r"start it again\.$"):
+        run_training(recipe, started, resume=True)
+    (started / "checkpoints" / "step_00000002").mkdir()
+    with pytest.raises(CodecError, match=r"^Run folder .*started already holds checkpoints; pass --resume to "
+                                         r"continue it or --run-dir to start a new run elsewhere\.$"):
+        run_training(recipe, started)
 
 
 # --- perceptual losses in training -------------------------------------------------------------

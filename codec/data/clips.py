@@ -57,6 +57,12 @@ class CorpusClips:
 
     train: CutSet
     dev: CutSet | None = None
+    origin: str = ""  # the parts they came from, for messages: "train-clean-100 for training, dev-clean for validation"
+
+
+def parts_origin(train: Sequence[str], dev: str | None) -> str:
+    """``CorpusClips.origin`` of a corpus read from named parts (or splits)."""
+    return f"{', '.join(train)} for training" + (f", {dev} for validation" if dev else "")
 
 
 def not_like(corpus: str, root: Path) -> CodecError:
@@ -154,8 +160,9 @@ def libri_parts(corpus: str, root: Path, config: DataConfig, marker: str, audio:
     """(corpus root, training parts, [dev part] or []) of a LibriSpeech-like tree.
 
     A part is any folder holding ``marker`` (transcript) files. Training uses ``config.subsets``,
-    or every part that is not dev-*/test-*; validation uses the first of DEV_PARTS found outside
-    training. Parts without ``audio`` files are left out (no parts: an empty corpus).
+    or every part that is not dev-*/test-* (none: a CodecError naming the parts found); validation
+    uses the first of DEV_PARTS found outside training. Parts without ``audio`` files are left out
+    (no parts: an empty corpus).
     """
 
     def parts_in(d: Path) -> list[str]:
@@ -176,7 +183,11 @@ def libri_parts(corpus: str, root: Path, config: DataConfig, marker: str, audio:
                              f"(found: {', '.join(found)}).")
         train = list(config.subsets)
     else:
-        train = [p for p in found if not p.startswith(("dev-", "test-"))] or found
+        train = [p for p in found if not p.startswith(("dev-", "test-"))]
+        if not train:
+            raise CodecError(f"{LAYOUTS[corpus][0]} in '{root}' has no training part (found: {', '.join(found)}); "
+                             f"add one such as train-clean-100, or train on these with "
+                             f"data.subsets=[{', '.join(found)}].")
     with_audio = {p for p in found if next((root / p).glob(audio), None) is not None}
     dev = [p for p in DEV_PARTS if p in with_audio and p not in train][:1]
     return root, [p for p in train if p in with_audio], dev

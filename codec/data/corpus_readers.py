@@ -20,7 +20,7 @@ from lhotse import Recording, SupervisionSegment
 from codec.errors import CodecError
 
 from .clips import (CorpusClips, child_if_missing, language_names, libri_parts, make_cuts, not_like,
-                    scan_recordings, supervision)
+                    parts_origin, scan_recordings, supervision)
 from .config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def read_libritts(root: Path, config: DataConfig) -> CorpusClips:
     root, train, dev = libri_parts("libritts", root, config, "*/*/*.trans.tsv", "*/*/*.wav",
                                    ("LibriTTS_R", "LibriTTS"))
     return CorpusClips(train=make_cuts(clip for part in train for clip in _libritts_part(root / part)),
-                       dev=make_cuts(_libritts_part(root / dev[0])) if dev else None)
+                       dev=make_cuts(_libritts_part(root / dev[0])) if dev else None,
+                       origin=parts_origin(train, dev[0] if dev else None))
 
 
 def _libritts_part(part: Path) -> list[Clip]:
@@ -105,7 +106,7 @@ def read_commonvoice(root: Path, config: DataConfig) -> CorpusClips:
     dev = None
     if "dev" not in train_names and (lang_dir / "dev.tsv").is_file():
         dev = make_cuts(_commonvoice_split(lang_dir, "dev", language))
-    return CorpusClips(train=train, dev=dev)
+    return CorpusClips(train=train, dev=dev, origin=parts_origin(train_names, "dev" if dev is not None else None))
 
 
 def _commonvoice_split(lang_dir: Path, name: str, language: str) -> list[Clip]:
@@ -149,7 +150,7 @@ def read_mls(root: Path, config: DataConfig) -> CorpusClips:
     dev = None
     if "dev" not in train_names and (lang_dir / "dev" / "transcripts.txt").is_file():
         dev = make_cuts(_mls_split(lang_dir / "dev", language))
-    return CorpusClips(train=train, dev=dev)
+    return CorpusClips(train=train, dev=dev, origin=parts_origin(train_names, "dev" if dev is not None else None))
 
 
 def _mls_split(split_dir: Path, language: str) -> list[Clip]:

@@ -18,7 +18,8 @@ from lhotse.recipes import prepare_librispeech, prepare_ljspeech
 
 from codec.errors import CodecError
 
-from .clips import LAYOUTS, CorpusClips, child_if_missing, combine, cuts_from_manifests, libri_parts, not_like
+from .clips import (LAYOUTS, CorpusClips, child_if_missing, combine, cuts_from_manifests, libri_parts, not_like,
+                    parts_origin)
 from .config import DataConfig
 
 
@@ -53,7 +54,8 @@ def _parts_to_clips(manifests: dict[str, dict[str, Any]], train: list[str], dev:
         m = manifests[part]
         return cuts_from_manifests(m["recordings"], m["supervisions"])
 
-    return CorpusClips(train=combine(cuts(p) for p in train), dev=cuts(dev[0]) if dev else None)
+    return CorpusClips(train=combine(cuts(p) for p in train), dev=cuts(dev[0]) if dev else None,
+                       origin=parts_origin(train, dev[0] if dev else None))
 
 
 def _run(corpus: str, root: Path, recipe: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -27,7 +29,7 @@ def build_train_loader(dataset: SegmentDataset, global_batch_size: int, seed: in
                       persistent_workers=num_workers > 0, generator=torch.Generator().manual_seed(seed))
 
 
-def build_valid_batches(dataset: SegmentDataset) -> list[torch.Tensor]:
+def build_valid_batches(dataset: SegmentDataset) -> Iterator[torch.Tensor]:
     """Every validation clip as its own batch [1, 1, T_i] (at most valid_seconds long), in
-    dataset order: no padding, so metrics see only real audio."""
-    return [dataset[i].unsqueeze(0) for i in range(len(dataset))]
+    dataset order, each read when it is reached: no padding, so metrics see only real audio."""
+    return (dataset[i].unsqueeze(0) for i in range(len(dataset)))

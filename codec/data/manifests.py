@@ -54,7 +54,9 @@ def prepare_manifests(config: DataConfig, out_dir: Path) -> tuple[CutSet, CutSet
     if key_file.is_file() and all(p.is_file() for p in paths.values()):
         try:
             if json.loads(key_file.read_text())["key"] == key:
-                return _read(paths["train"]), _read(paths["valid"])
+                train = _read(paths["train"])
+                if len(train):  # (an empty one, cached by an older version, is prepared again: an error says why)
+                    return train, _read(paths["valid"])
         except (ValueError, KeyError, TypeError, OSError) as e:
             log.warning("cached manifests in %s are unusable (%s); preparing them again", out_dir, e)
     train, valid = split_clips(READERS[config.corpus](root, config), config, root)
@@ -80,25 +82,44 @@ def data_root(config: DataConfig) -> Path:
 
 
 def split_clips(clips: CorpusClips, config: DataConfig, root: Path) -> tuple[CutSet, CutSet]:
-    """(train, valid): drop clips under ``min_seconds``, pick ``valid_clips`` for validation."""
+    """(train, valid): drop clips under ``min_seconds``, pick ``valid_clips`` for validation.
+
+    When no training clip would be left, a CodecError says why: no clips at all, all of them
+    too short, too few to hold validation clips out, or all of them among the validation clips.
+    """
     name, layout = LAYOUTS[config.corpus]
-
-    def long_enough(cuts: CutSet) -> list:
-        return [c for c in cuts if c.duration >= config.min_seconds]
-
-    train = long_enough(clips.train)
-    dev = long_enough(clips.dev) if clips.dev is not None else []
+    where = f"{name} in '{root}'" + (f" ({clips.origin})" if clips.origin else "")
+    every = list(clips.train)
+    if not every:
+        raise CodecError(f"No audio clips were found for {name} in '{root}' (expected {layout}).")
+    train = [c for c in every if c.duration >= config.min_seconds]
     if not train:
-        shorter = f" of at least {config.min_seconds} s" if config.min_seconds > 0 else ""
-        raise CodecError(f"No audio clips{shorter} were found for {name} in '{root}' (expected {layout}).")
-    pool = dev or train
+        raise CodecError(f"All {_count(len(every), 'training clip')} of {where} are shorter than data.min_seconds "
+                         f"({config.min_seconds:g} s; the longest is {max(c.duration for c in every):.2f} s); "
+                         "lower data.min_seconds.")
+    dev = [c for c in clips.dev or [] if c.duration >= config.min_seconds]
+    if clips.dev and not dev:
+        log.warning("every dev clip of %s is shorter than data.min_seconds: validation clips are held out of the "
+                    "training clips instead", where)
     if not dev and len(train) <= config.valid_clips:
-        raise CodecError(f"{name} in '{root}' has only {len(train)} clips, too few to hold out "
-                         f"{config.valid_clips} for validation; lower data.valid_clips or add clips.")
-    chosen = sorted(pool, key=lambda c: hashlib.sha1(c.recording_id.encode()).hexdigest())[:config.valid_clips]
+        longer = f" of at least {config.min_seconds:g} s" if config.min_seconds > 0 else ""
+        raise CodecError(f"{where} has only {_count(len(train), 'training clip')}{longer}, too few to hold out "
+                         f"data.valid_clips ({config.valid_clips}) for validation and train on the rest; "
+                         "lower data.valid_clips or add clips.")
+    chosen = sorted(dev or train, key=lambda c: hashlib.sha1(c.recording_id.encode()).hexdigest())[:config.valid_clips]
+    if dev and len(chosen) < config.valid_clips:
+        log.warning("%s has %d dev clips: validating on them instead of data.valid_clips = %d", where, len(chosen),
+                    config.valid_clips)
     held_out = {c.recording_id for c in chosen}
-    train = [c for c in train if c.recording_id not in held_out]
-    return CutSet.from_cuts(sorted(train, key=lambda c: c.id)), CutSet.from_cuts(sorted(chosen, key=lambda c: c.id))
+    rest = [c for c in train if c.recording_id not in held_out]
+    if not rest:
+        raise CodecError(f"No training clips are left for {where}: all {len(train)} are among the {len(chosen)} "
+                         "validation clips of its dev split; train on other parts (data.subsets).")
+    return CutSet.from_cuts(sorted(rest, key=lambda c: c.id)), CutSet.from_cuts(sorted(chosen, key=lambda c: c.id))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _cache_key(config: DataConfig, root: Path) -> str:

@@ -69,3 +69,8 @@ class AudioTrainConfig(TrainConfig):
     balancer: bool = False  # EnCodec gradient balancer instead of a weighted sum
     commitment_weight: float = 1.0  # scales the quantizer's commitment + codebook losses
     audio_examples: int = 2  # validation clips logged as audio and spectrograms
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.data.valid_clips < 1:
+            raise ValueError("data.valid_clips must be at least 1: validation picks run_dir/best, got 0")

@@ -8,7 +8,6 @@ import torch
 
 from ..audio.model import AudioCodec
 from ..data import SegmentDataset, build_valid_batches
-from ..eval.metrics import pesq_wb
 from ..eval.spectrogram import spectrogram_image
 from ..losses.spectral import mel_distance, si_sdr
 from .audio_config import AudioTrainConfig
@@ -19,10 +18,12 @@ from .logger import TrainLogger
 def validate_audio(model: AudioCodec, valid_set: SegmentDataset, logger: TrainLogger, step: int,
                    config: AudioTrainConfig) -> dict[str, float]:
     """Average metrics over the validation clips at full bitrate, plus mel distance at 1 codebook."""
+    from ..eval.metrics import pesq_wb  # here: its module imports pystoi and scipy.signal, seconds a run may not need
+
     model.eval()
     device = next(model.parameters()).device
     sums: dict[str, list[float]] = {"mel_distance": [], "mel_distance_1q": [], "si_sdr": [], "pesq_wb": []}
-    for index, x in enumerate(build_valid_batches(valid_set)):
+    for index, x in enumerate(logger.track(build_valid_batches(valid_set), len(valid_set), unit="clip")):
         x = x.to(device)  # [1, C, T]
         y = model(x).audio
         y1 = model(x, n_q=1).audio

@@ -6,6 +6,9 @@ class extends ``TrainConfig`` with its own sections (the audio codec's: model, d
 defaults. ``--set a.b=value`` overrides are applied to the same tree and validated by type,
 so a typo or a wrong type is a clear error, never a silent default. Keys a task renamed
 (``data.segment_seconds`` -> ``data.crop_seconds``) are read under their new name.
+
+A run folder's config.yaml records ``config_version`` (``CONFIG_VERSION``); one written by a
+newer version of codec is refused by name instead of being misread.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..errors import CodecError
 
 log = logging.getLogger(__name__)
 DEFAULT_TASK = "audio_codec"
+CONFIG_VERSION = 1  # the layout of the configs codec writes (config_version); configs without one are 1
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,10 @@ class TrainConfig:
     seed: int = 0
     ema_decay: float = 0.0  # weight EMA for the exported model; 0 disables it
     log_every: int = 10
-    valid_every: int = 200
+    valid_every: int = 200  # validation (with a progress bar) every N steps and at the last step
+    # also validate the untrained model before step 1: a baseline for TensorBoard, at the cost of one
+    # more full validation (minutes for a large validation set); off, a short smoke run validates once
+    valid_at_start: bool = False
     checkpoint_every: int = 200
     keep_checkpoints: int = 3
     max_nonfinite_steps: int = 5  # abort after this many consecutive non-finite losses
@@ -76,12 +83,35 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), parsed
 
 
-def load_train_config(recipe: dict[str, Any], overrides: list[str] = (), data_dir: str | None = None) -> TrainConfig:
-    """The task's config from recipe data plus ``--set`` overrides and ``--data-dir``."""
-    from .tasks import get_task
-
+def load_train_config(recipe: dict[str, Any], overrides: list[str] = (), data_dir: str | None = None,
+                      source: str | Path | None = None) -> TrainConfig:
+    """The task's config from recipe data plus ``--set`` overrides and ``--data-dir``; errors name
+    ``source``, the file the recipe data came from, when given."""
     parsed = [parse_override(text) for text in overrides]
+    try:
+        return _build_config(_current_version(recipe), parsed, data_dir)
+    except ValueError as e:
+        where = f" in '{source}'" if source else ""
+        raise CodecError(f"Invalid training config{where}: {e}.") from None
+
+
+def _current_version(recipe: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` without its config_version, which must be one this version of codec reads."""
+    version = recipe.get("config_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"config_version must be a positive integer, got {version!r}")
+    if version > CONFIG_VERSION:
+        raise ValueError(f"config_version {version} is from a newer version of codec (this one reads up to "
+                         f"{CONFIG_VERSION}); upgrade codec to use it")
+    return {k: v for k, v in recipe.items() if k != "config_version"}
+
+
+def _build_config(recipe: dict[str, Any], parsed: list[tuple[list[str], Any]], data_dir: str | None) -> TrainConfig:
+    from .tasks import TASKS, get_task, unknown_task
+
     name = next((value for keys, value in reversed(parsed) if keys == ["task"]), recipe.get("task", DEFAULT_TASK))
+    if not isinstance(name, str) or name not in TASKS:
+        raise ValueError(unknown_task(name))
     task = get_task(name)
     data = _renamed(_deep_copy(recipe), task.renamed_keys)
     for keys, value in parsed:
@@ -95,10 +125,7 @@ def load_train_config(recipe: dict[str, Any], overrides: list[str] = (), data_di
     data = _renamed(data, task.renamed_keys)  # keys inside a section set whole by an override
     if data_dir is not None:
         data["data"] = {**dict(data.get("data") or {}), "data_dir": str(data_dir)}
-    try:
-        return config_from_dict(task.config_class, data)
-    except ValueError as e:
-        raise CodecError(f"Invalid training config: {e}.") from None
+    return config_from_dict(task.config_class, data)
 
 
 def _deep_copy(data: Any) -> Any:
@@ -116,25 +143,26 @@ def _renamed(data: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
             continue
         new_key = new.split(".")[-1]
         if new_key in node and node[new_key] != node[key]:
-            raise CodecError(f"Invalid training config: config.{old} is the old name of config.{new}; "
-                             f"give only {new}.")
+            raise ValueError(f"config.{old} is the old name of config.{new}; give only {new}")
         node[new_key] = node.pop(key)
         log.warning("config key %s is now called %s (read as such)", old, new)
     return data
 
 
-def read_recipe(path: str | Path) -> dict[str, Any]:
+def read_recipe(path: str | Path, kind: str = "Recipe") -> dict[str, Any]:
+    """The config sections in a YAML file (a recipe, or a run folder's config.yaml: ``kind`` names it)."""
     path = Path(path)
     if not path.is_file():
-        raise CodecError(f"Recipe {path} does not exist.")
+        raise CodecError(f"{kind} {path} does not exist.")
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise CodecError(f"Recipe {path} is not valid YAML ({' '.join(str(e).split())}).") from None
+        raise CodecError(f"{kind} {path} is not valid YAML ({' '.join(str(e).split())}).") from None
     if not isinstance(data, dict):
-        raise CodecError(f"Recipe {path} must be a YAML mapping of config sections.")
+        raise CodecError(f"{kind} {path} must be a YAML mapping of config sections.")
     return data
 
 
 def dump_train_config(config: TrainConfig) -> str:
-    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    """config.yaml of a run folder: the config_version, then every setting."""
+    return yaml.safe_dump({"config_version": CONFIG_VERSION, **config_to_dict(config)}, sort_keys=False)

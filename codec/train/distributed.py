@@ -14,7 +14,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..devices import parse_device
 from ..distributed import all_reduce_mean_
+from ..errors import CodecError
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,11 @@ class DistributedEnv:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """config.device as a usable torch.device ('auto': a GPU if there is one); a CodecError naming it."""
+    try:
+        return parse_device(name, use_cpu="--set device=cpu")
+    except CodecError as e:
+        raise CodecError(f"config.device: {e}") from None
 
 
 def init_distributed(device_name: str) -> DistributedEnv:

@@ -1,17 +1,26 @@
-"""Training logs: TensorBoard scalars, images and audio, and a progress bar (for any task)."""
+"""Training logs: TensorBoard scalars, images and audio, and progress bars (for any task)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm
 
 from .config import TrainConfig
 
+T = TypeVar("T")
+
+
+def say(text: str) -> None:
+    """A line on stdout that leaves the progress bars intact."""
+    tqdm.write(text)
+
 
 class TrainLogger:
-    """Writes to ``run_dir/tensorboard`` and shows a progress bar (main process only)."""
+    """Writes to ``run_dir/tensorboard`` and shows progress bars (main process only)."""
 
     def __init__(self, run_dir: Path, config: TrainConfig, start_step: int, enabled: bool = True) -> None:
         self.enabled, self.log_every = enabled, config.log_every
@@ -50,9 +59,17 @@ class TrainLogger:
         if self.enabled:
             self.writer.add_audio(tag, audio.float().cpu().clamp(-1, 1), step, sample_rate)
 
+    def track(self, items: Iterable[T], total: int, desc: str = "validating", unit: str = "item") -> Iterator[T]:
+        """``items`` with a progress bar of ``total`` below the training bar, removed when done."""
+        if not self.enabled:
+            yield from items
+            return
+        with tqdm(items, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True) as bar:
+            yield from bar
+
     def message(self, text: str) -> None:
         if self.enabled:
-            tqdm.write(text)
+            say(text)
 
     def close(self) -> None:
         if self.enabled:

@@ -7,7 +7,7 @@
         "optimizer", "scheduler":  the model's optimizer and learning-rate schedule,
         "objective": what the objective trains or tracks itself (discriminator, its optimizer
                      and schedule, balancer statistics, a projection head, ...),
-        "progress":  {"step", "nonfinite_streak", "best_valid"},
+        "progress":  {"step", "nonfinite_streak", "best_valid", "best_step"},
         "rng":       torch (CPU, CUDA) and Python generator states,
     }
 
@@ -42,6 +42,7 @@ class Progress:
     step: int = 0  # optimizer steps taken (skipped non-finite steps count)
     nonfinite_streak: int = 0  # consecutive steps skipped for non-finite losses
     best_valid: float = math.inf  # best (lowest) validation score so far
+    best_step: int = 0  # the step it was reached at (the model in run_dir/best)
 
 
 class TrainableParameters:

@@ -59,11 +59,14 @@ class Task:
     upgrade_checkpoint: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
+def unknown_task(name: Any) -> str:
+    return f"config.task must be one of {', '.join(map(repr, TASKS))}, got {name!r}"
+
+
 def get_task(name: Any) -> Task:
     """The task registered as ``name``; CodecError (naming config.task) if there is none."""
     if not isinstance(name, str) or name not in TASKS:
-        raise CodecError(f"Invalid training config: config.task must be one of {', '.join(map(repr, TASKS))}, "
-                         f"got {name!r}.")
+        raise CodecError(f"Invalid training config: {unknown_task(name)}.")
     module, attribute = TASKS[name].split(":")
     task = getattr(importlib.import_module(module), attribute)
     if not isinstance(task, Task) or task.name != name:

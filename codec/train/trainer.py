@@ -8,14 +8,16 @@ losses under bf16 autocast (on CUDA), a skipped step if any loss is non-finite o
 the optimizer and schedule steps, the objective's own after-step work (e.g. a discriminator
 update) and the weight EMA. Every ``valid_every`` steps the exported model (the EMA when on)
 is validated and the best one saved to ``run_dir/best``; every ``checkpoint_every`` steps the
-whole TrainingState is saved.
+whole TrainingState is saved (see checkpoints.py: atomic, a crash at any point is harmless).
 
 Data are a pure function of the step (see ``StepBatchSampler``), so resuming restores the
 data position from the step alone; everything else comes from the checkpoint's TrainingState.
+A finished run resumes only with a larger ``steps``.
 """
 
 from __future__ import annotations
 
+import random
 import signal
 import time
 from pathlib import Path
@@ -26,8 +28,9 @@ import torch
 from ..checkpoint import save_pretrained
 from ..data.loader import build_train_loader
 from ..errors import CodecError
+from ..files import atomic_write
 from ..tokens import Tokenizer
-from .checkpoints import latest_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoints import load_newest, read_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_train_config
 from .distributed import (DistributedEnv, all_finite, all_reduce_grads, autocast, barrier, init_distributed,
                           wrap_ddp)
@@ -48,6 +51,7 @@ class Trainer:
         if config.batch_size % self.env.world_size:
             raise CodecError(f"batch_size {config.batch_size} does not split over {self.env.world_size} processes.")
         torch.manual_seed(config.seed)
+        random.seed(config.seed)
         device = self.env.device
         self.model: Tokenizer = self.task.build_model(config).to(device)
         if not isinstance(self.model, Tokenizer):
@@ -59,8 +63,16 @@ class Trainer:
         self.state = TrainingState(config.task, self.model, self.optimizer, self.scheduler, self.objective, self.ema)
         self.data = self.task.build_data(config, self.run_dir, self.env)
         self.train_set, self.valid_set = self.data.train, self.data.valid
+        if len(self.train_set) == 0:
+            raise CodecError(f"Task {self.task.name!r} found no training items for {self.run_dir}.")
+        self._saved_step: int | None = None  # the step of the newest checkpoint on disk
         if resume:
-            self._resume()
+            load_newest(self.run_dir, self._load_checkpoint)
+            self._saved_step = self.step
+            if self.step >= config.steps:
+                raise CodecError(f"The run in {self.run_dir} already finished at step {self.step} (steps: "
+                                 f"{config.steps}); to continue it, raise steps, e.g. --resume --set "
+                                 f"steps={2 * self.step}.")
         self.train_model = wrap_ddp(self.model, self.env)
         self._stop_requested = False
 
@@ -72,10 +84,8 @@ class Trainer:
     def step(self, value: int) -> None:
         self.state.progress.step = value
 
-    def _resume(self) -> None:
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
-            raise CodecError(f"Nothing to resume in {self.run_dir}: it has no complete checkpoint.")
+    def _load_checkpoint(self, path: Path) -> None:
+        """Restore the TrainingState from checkpoint ``path``; a CodecError naming it if it does not fit."""
         saved = read_checkpoint(path)
         try:
             if "version" not in saved:
@@ -83,9 +93,9 @@ class Trainer:
                     raise ValueError(f"task {self.task.name!r} cannot read checkpoints of format 1")
                 saved = self.task.upgrade_checkpoint(saved)
             self.state.load_state_dict(saved)
-        except (KeyError, ValueError, RuntimeError) as e:
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
             first = " ".join(str(e).split())[:200]
-            raise CodecError(f"Cannot resume from {path}: {first}.") from None
+            raise CodecError(f"Checkpoint {path} does not fit this run: {first.rstrip('.')}.") from None
 
     # --- one step --------------------------------------------------------------------------
     def train_step(self, batch: Any) -> dict[str, float]:
@@ -129,8 +139,10 @@ class Trainer:
         return self.ema.copy_to(self.task.build_model(self.config).to(self.env.device)).eval()
 
     def save(self) -> None:
-        if self.env.is_main:
+        """Checkpoint the TrainingState (main process), unless this step's checkpoint exists already."""
+        if self.env.is_main and self._saved_step != self.step:
             save_checkpoint(self.run_dir, self.state, self.config.keep_checkpoints)
+        self._saved_step = self.step
 
     # --- the loop --------------------------------------------------------------------------
     def _request_stop(self, signum, frame) -> None:
@@ -141,14 +153,15 @@ class Trainer:
         config = self.config
         if self.env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(dump_train_config(config))
+            with atomic_write(self.run_dir / "config.yaml", force=True) as tmp:
+                tmp.write_text(dump_train_config(config))
         logger = TrainLogger(self.run_dir, config, self.step, enabled=self.env.is_main)
         previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         loader = build_train_loader(self.train_set, config.batch_size, config.seed, self.env.rank,
                                     self.env.world_size, self.step, self.data.num_workers)
         last_valid: dict[str, float] = {}
         try:
-            if self.step == 0:
+            if self.step == 0 and config.valid_at_start:
                 last_valid = self._validate(logger)  # the untrained baseline
             for batch in loader:
                 if self.step >= config.steps or self._stop_requested:
@@ -162,8 +175,7 @@ class Trainer:
                     last_valid = self._validate(logger)
                 if self.step % config.checkpoint_every == 0 or self.step == config.steps:
                     self.save()
-            if self._stop_requested and self.env.is_main:
-                logger.message(f"stopped at step {self.step}; resume with --resume")
+            if self._stop_requested:
                 self.save()
         finally:
             for s, handler in previous.items():
@@ -180,8 +192,11 @@ class Trainer:
         results = self.task.validate(model, self.valid_set, logger, self.step, self.config)
         self.model.train()
         metric, progress = self.task.best_metric, self.state.progress
+        if metric not in results:
+            raise CodecError(f"Validation of task {self.task.name!r} gave no {metric!r} (it gave "
+                             f"{', '.join(results) or 'nothing'}); is the validation set empty?")
         if results[metric] < progress.best_valid:
-            progress.best_valid = results[metric]
+            progress.best_valid, progress.best_step = results[metric], self.step
             save_pretrained(model, self.run_dir / "best", {"step": str(self.step),
                             f"valid_{metric}": f"{progress.best_valid:.4f}"}, force=True)
         barrier()
