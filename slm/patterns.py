@@ -53,6 +53,13 @@ class Pattern:
         elif self.delays:
             raise ValueError(f"delays apply to the delay pattern only, not {self.name!r}")
 
+    @property
+    def extends_at_the_end(self) -> bool:
+        """Whether more frames only add steps after the existing ones (true but for coarse_first,
+        whose second part starts after all the frames): then sequences of different lengths can
+        share a batch, padded at the end."""
+        return self.name != "coarse_first"
+
     def num_steps(self, num_frames: int) -> int:
         """Steps of a sequence of ``num_frames`` frames."""
         t, q = num_frames, self.n_q
