@@ -130,17 +130,14 @@ class TokenLM(nn.Module):
         empty = self._empty(prompt.device)
         inputs = [self._begin(b, prompt.device)]  # the token columns fed so far, [B, Q, 1] each
         with streaming(self.transformer, b) if use_cache else nullcontext():
-            fed = 0
+            fed = 0  # columns already in the KV cache
             for s in range(layout.shape[1]):
-                if use_cache:
-                    logits = self.step_logits(torch.cat(inputs[fed:], dim=2))
+                to_generate = [level for level in range(q) if int(layout[level, s]) >= p]
+                if to_generate:  # steps of prompt codes only are fed later, in one chunk with this one
+                    logits = self.step_logits(torch.cat(inputs[fed:] if use_cache else inputs, dim=2))
                     fed = len(inputs)
-                else:
-                    logits = self.step_logits(torch.cat(inputs, dim=2))
-                for level in range(q):
-                    frame = int(layout[level, s])
-                    if frame >= p:  # a place to generate (the prompt's places keep their codes)
-                        codes[:, level, frame] = sample(logits[level][:, -1], sampling, generator)
+                for level in to_generate:
+                    codes[:, level, layout[level, s]] = sample(logits[level][:, -1], sampling, generator)
                 column = torch.where(layout[:, s] >= 0, codes[:, torch.arange(q), layout[:, s].clamp_min(0)],
                                      empty[None])
                 inputs.append(column[:, :, None])
