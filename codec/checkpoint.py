@@ -39,6 +39,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_TYPES = {  # model_type -> "module:class" of the model
     "audio_codec": "codec.audio.model:AudioCodec",
+    "token_lm": "slm.model:TokenLM",
 }
 _V1_NAMES = {"n_q": "num_codebooks"}  # keys renamed in format version 2 (inside "quantizer" sections)
 

@@ -83,3 +83,16 @@ def test_sampling_filters():
     assert len(set(hot.tolist())) == 4
     with pytest.raises(ValueError):
         SamplingConfig(top_p=0)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    from codec.checkpoint import load_checkpoint, read_checkpoint_info, save_pretrained
+
+    model = _lm("flatten").eval()
+    save_pretrained(model, tmp_path / "lm", {"step": "0"})
+    info = read_checkpoint_info(tmp_path / "lm")
+    assert info.model_type == "token_lm" and info.config == model.config
+    loaded = load_checkpoint(tmp_path / "lm", model_type="token_lm")
+    codes = _codes(1, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(codes).loss, model(codes).loss)
