@@ -328,6 +328,34 @@ def evaluate(
         stderr.print(f"{len(results.unreadable)} clips could not be read (listed in results.md).", markup=False)
 
 
+@app.command()
+@cli_errors
+def tokenize(
+    data: Annotated[Path, typer.Option(help="Folder of audio (recursive), JSONL manifest with \"path\", or a recipe.")],
+    out: Annotated[Path, typer.Option(help="Output folder for the token shards and index.json.")],
+    model: Annotated[Optional[str], typer.Option(help="Codec name or folder (default: the default model).")] = None,
+    n_q: Annotated[Optional[int], typer.Option("--n-q", help="Codebook levels to keep (default: all).")] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="Utterances per shard.")] = 500,
+    continuous: Annotated[bool, typer.Option(help="Pre-quantization latents instead of codes (not yet).")] = False,
+    workers: Workers = 1,
+    device: Device = "cpu",
+) -> None:
+    """Turn a speech corpus into token shards for the language models (resumable: rerun to continue)."""
+    from slm.tokenize import find_sources, tokenize as run_tokenize
+
+    if continuous:
+        raise CodecError("--continuous (latent shards) is not implemented yet; tokenize without it.")
+    spec = _load_model(model, device).model.config.token_spec
+    if n_q is not None and not 1 <= n_q <= spec.n_q:
+        raise CodecError(f"--n-q must be between 1 and {spec.n_q} for this model, got {n_q}.")
+    sources = find_sources(data, out)
+    with Progress(console=stderr) as progress:
+        task = progress.add_task("shards", total=-(-len(sources) // shard_size))
+        index = run_tokenize(sources, out, model, device, n_q, shard_size, workers, lambda: progress.advance(task))
+    stdout.print(f"wrote {index.num_utterances} utterances ({index.hours:.2f} h, {index.num_frames} frames of "
+                 f"{index.token_spec.n_q} codes) in {len(index.shards)} shards to {out}", markup=False)
+
+
 def _recipe_list() -> str:
     from codec.recipebook import shipped_recipes
 

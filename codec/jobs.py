@@ -1,9 +1,9 @@
 """Many files in, many files out: output names that never collide, and work over several processes.
 
 ``plan_outputs`` maps inputs to outputs before any work starts, refusing every plan in which two
-inputs would write the same file; ``run_jobs`` runs one picklable function per (input, output)
-pair, in this process or in ``workers`` spawned processes, and collects each file's error
-sentence. A file's result does not depend on which process coded it.
+inputs would write the same file; ``run_jobs`` runs one picklable function per job (e.g. an
+(input, output) pair), in this process or in ``workers`` spawned processes, and collects each
+job's error sentence. A file's result does not depend on which process coded it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import CodecError
 
-Job = tuple[Path, Path]  # (input, output)
+Job = tuple  # the arguments of one call of the work function, e.g. (input, output)
 
 
 def plan_outputs(inputs: list[Path], output: str | None, suffix: str) -> list[Path]:
@@ -46,27 +46,27 @@ def plan_outputs(inputs: list[Path], output: str | None, suffix: str) -> list[Pa
     return outputs
 
 
-def run_jobs(jobs: list[Job], work: Callable[[Path, Path], None], workers: int = 1,
-             advance: Callable[[], None] = lambda: None) -> list[tuple[Path, str]]:
-    """Run ``work(src, dst)`` for every job, ``workers`` at a time in spawned processes (``work``
-    must then be picklable: a module-level function or a partial of one); returns the
-    (input, error sentence) of every job that raised CodecError, in job order."""
+def run_jobs(jobs: list[Job], work: Callable[..., None], workers: int = 1,
+             advance: Callable[[], None] = lambda: None) -> list[tuple[Job, str]]:
+    """Run ``work(*job)`` for every job, ``workers`` at a time in spawned processes (``work`` must
+    then be picklable: a module-level function or a partial of one); returns the (job, error
+    sentence) of every job that raised CodecError, in job order."""
     failures: dict[int, str] = {}
     if workers <= 1 or len(jobs) < 2:
-        for i, (src, dst) in enumerate(jobs):
+        for i, job in enumerate(jobs):
             try:
-                work(src, dst)
+                work(*job)
             except CodecError as e:
                 failures[i] = str(e)
             advance()
     else:
         context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-            futures = {pool.submit(work, src, dst): i for i, (src, dst) in enumerate(jobs)}
+            futures = {pool.submit(work, *job): i for i, job in enumerate(jobs)}
             for future in as_completed(futures):
                 try:
                     future.result()
                 except CodecError as e:
                     failures[futures[future]] = str(e)
                 advance()
-    return [(jobs[i][0], failures[i]) for i in sorted(failures)]
+    return [(jobs[i], failures[i]) for i in sorted(failures)]

@@ -1,0 +1,177 @@
+"""A speech corpus -> token shards with an audio codec (what `codec tokenize` runs).
+
+Sources: a folder of audio (recursive; a ``.txt`` next to a clip is its transcript), a JSONL
+manifest ({"path", optional "id", "text", "speaker"}), or a training recipe (its corpus, train
+and validation clips). Utterances are sorted by id and cut into shards of ``shard_size``; each
+shard is coded on its own (by one of ``workers`` processes, or under torchrun by rank
+``shard % world_size``), so an interrupted run resumes by skipping the shards that exist. The
+index is written last, by one process, once every shard is there.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from codec.errors import CodecError
+from codec.jobs import run_jobs
+
+from .shards import ShardEntry, ShardIndex, Utterance, read_shard, shard_name, write_index, write_shard
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One utterance to tokenize."""
+
+    id: str
+    path: Path
+    text: str | None = None
+    speaker: str | None = None
+
+
+def find_sources(data: Path, recipe_work_dir: Path | None = None) -> list[Source]:
+    """The utterances of a folder, a JSONL manifest or a recipe (.yaml), sorted by id."""
+    if not data.exists():
+        raise CodecError(f"{data} does not exist.")
+    if data.is_dir():
+        sources = [Source(str(p.relative_to(data).with_suffix("")), p, _transcript(p))
+                   for p in sorted(data.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
+    elif data.suffix in (".yaml", ".yml"):
+        sources = _recipe_sources(data, recipe_work_dir or data.parent)
+    else:
+        sources = _manifest_sources(data)
+    if not sources:
+        raise CodecError(f"No audio found in {data}.")
+    ids = [s.id for s in sources]
+    if len(set(ids)) != len(ids):
+        raise CodecError(f"{data} names some utterances twice (ids must be unique).")
+    return sorted(sources, key=lambda s: s.id)
+
+
+def _transcript(audio: Path) -> str | None:
+    text = audio.with_suffix(".txt")
+    return text.read_text(errors="replace").strip() if text.is_file() else None
+
+
+def _manifest_sources(path: Path) -> list[Source]:
+    sources = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CodecError(f"Manifest {path} cannot be read as UTF-8 JSON lines ({e}).") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            clip = entry["path"]
+            if not isinstance(clip, str) or not clip:
+                raise TypeError
+            sources.append(Source(str(entry.get("id") or Path(clip).with_suffix("")), path.parent / clip,
+                                  entry.get("text"), entry.get("speaker")))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, RecursionError):
+            raise CodecError(f"Line {number} of manifest {path} is not a JSON object with a \"path\".") from None
+    return sources
+
+
+def _recipe_sources(recipe: Path, work_dir: Path) -> list[Source]:
+    """Train and validation clips of a recipe's corpus (prepared as for training)."""
+    from codec.data import prepare_manifests
+    from codec.train.config import read_recipe
+    from codec.config import config_from_dict
+    from codec.train.tasks import get_task
+
+    data = read_recipe(recipe)
+    task = get_task(data.get("task", "audio_codec"))
+
+    try:
+        config = config_from_dict(task.config_class, {k: v for k, v in data.items() if k != "task"})
+    except ValueError as e:
+        raise CodecError(f"Invalid recipe {recipe}: {e}.") from None
+    train, valid = prepare_manifests(config.data, work_dir / "manifests")
+    sources = []
+    for cut in [*train, *valid]:
+        supervision = cut.supervisions[0] if cut.supervisions else None
+        sources.append(Source(cut.id, Path(cut.recording.sources[0].source),
+                              supervision.text if supervision else None, supervision.speaker if supervision else None))
+    return sources
+
+
+def _tokenize_shard(number: int, groups: list[list[Source]], out: Path, model: str | None, device: str,
+                    n_q: int) -> None:
+    """Code the utterances of shard ``number`` (mono) and write it (a worker-process job)."""
+    from codec.audio import model_fingerprint
+    from codec.audio.compress import encode_audio
+    from codec.audio.io import read_audio
+
+    torch.set_num_threads(1)
+    codec = _codec(model, device)
+    items = []
+    for source in groups[number]:
+        try:
+            audio = read_audio(source.path)
+        except CodecError as e:
+            print(f"warning: skipped {source.id}: {e}", flush=True)
+            continue
+        codes = encode_audio(codec, audio, n_q, downmix=True).codes[0]  # [Q, T]
+        items.append((Utterance(source.id, audio.duration, source.text, source.speaker), codes))
+    if items:
+        write_shard(out / shard_name(number), items, model_fingerprint(codec))
+
+
+@functools.lru_cache(maxsize=2)
+def _codec(model: str | None, device: str):
+    from codec.audio import from_pretrained
+    from codec.devices import parse_device
+
+    return from_pretrained(model, parse_device(device))
+
+
+def tokenize(sources: list[Source], out: Path, model: str | None = None, device: str = "cpu", n_q: int | None = None,
+             shard_size: int = 500, workers: int = 1, advance=lambda: None) -> ShardIndex:
+    """Code ``sources`` into shards in ``out`` (skipping shards already there) and write the index."""
+    from codec.audio import model_fingerprint
+    from codec.audio.registry import DEFAULT_MODEL
+
+    out.mkdir(parents=True, exist_ok=True)
+    codec = _codec(model, device)
+    fingerprint = model_fingerprint(codec)
+    spec = codec.config.token_spec.with_num_codebooks(n_q or codec.config.token_spec.n_q)
+    for done in sorted(out.glob("shard-*.safetensors")):  # resuming: shards must be this codec's, at this n_q
+        read_shard(done, spec.n_q, fingerprint)
+    groups = [sources[i:i + shard_size] for i in range(0, len(sources), shard_size)]
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    mine = [i for i in range(len(groups)) if i % world == rank and not (out / shard_name(i)).is_file()]
+    for _ in range(len(groups) - len(mine)):
+        advance()
+    job = functools.partial(_tokenize_shard, groups=groups, out=out, model=model, device=device, n_q=spec.n_q)
+    failures = run_jobs([(i,) for i in mine], job, workers, advance)
+    if failures:
+        raise CodecError(f"Shard {failures[0][0][0]} failed: {failures[0][1]}")
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        dist.barrier()
+    name = Path(model).name if model and Path(model).exists() else (model or DEFAULT_MODEL)
+    entries = []
+    for i in range(len(groups)):
+        path = out / shard_name(i)
+        if path.is_file():
+            shard = read_shard(path, spec.n_q, fingerprint)
+            entries.append(ShardEntry(path.name, len(shard), sum(c.shape[-1] for _, c in shard)))
+    if not entries:
+        raise CodecError(f"No utterance of {len(sources)} could be read; nothing was tokenized.")
+    index = ShardIndex(str(name), fingerprint, spec, tuple(entries))
+    if rank == 0:
+        write_index(out, index)
+    return index
+
