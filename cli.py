@@ -356,6 +356,28 @@ def tokenize(
                  f"{index.token_spec.n_q} codes) in {len(index.shards)} shards to {out}", markup=False)
 
 
+slm_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Spoken language models over codec tokens.")
+app.add_typer(slm_app, name="slm")
+
+
+@slm_app.command("train")
+@cli_errors
+def slm_train(
+    config: Annotated[Path, typer.Argument(help="LM recipe YAML or a shipped one's name, e.g. devspeech/token_lm.",
+                                           show_default=False)],
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the run folder from its last checkpoint.")] = False,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<folder>-<name>).")] = None,
+) -> None:
+    """Train a token language model on shards from `codec tokenize` (resumable, TensorBoard, torchrun)."""
+    from codec.recipebook import find_recipe
+    from codec.train import run_training
+
+    results = run_training(find_recipe(config), run_dir, overrides or [], None, resume)
+    if results:
+        stdout.print("final validation: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()), markup=False)
+
+
 def _recipe_list() -> str:
     from codec.recipebook import shipped_recipes
 

@@ -1,7 +1,7 @@
 """The task registry: what one kind of tokenizer needs from the shared training loop.
 
 A recipe names its task (``task: audio_codec``, the default). A ``Task`` says which config
-class the recipe fills, how to build the model (a ``Tokenizer``), its objective, its data and
+class the recipe fills, how to build the model (a ``Tokenizer``, a token LM), its objective, its data and
 its validation; the loop (trainer.py) does the rest the same way for every task: optimizer and
 schedule, clipping, non-finite steps, EMA, DDP, bf16, checkpoints, --resume, TensorBoard and
 the best model. ``TASKS`` maps a name to the ``module:attribute`` defining it, so a run imports
@@ -21,7 +21,7 @@ from ..errors import CodecError
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
-    from ..tokens import Tokenizer
+    from torch import nn
     from .config import TrainConfig
     from .distributed import DistributedEnv
     from .logger import TrainLogger
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 TASKS: dict[str, str] = {  # task name -> "module:attribute" of its Task
     "audio_codec": "codec.train.audio_task:AUDIO_CODEC",
+    "token_lm": "slm.train:TOKEN_LM",
 }
 
 
@@ -40,6 +41,7 @@ class TaskData:
     train: Dataset
     valid: Any
     num_workers: int = 0  # DataLoader worker processes of the training loader
+    collate: Callable[[list[Any]], Any] | None = None  # training items -> a batch (default: pad audio [C, T])
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,11 @@ class Task:
 
     name: str
     config_class: type[TrainConfig]  # the recipe's typed config (TrainConfig plus the task's sections)
-    build_model: Callable[[TrainConfig], Tokenizer]  # a fresh model (weights from the global RNG)
-    build_objective: Callable[[TrainConfig, Tokenizer, DistributedEnv], Objective]
+    build_model: Callable[[TrainConfig], nn.Module]  # a fresh model of a registered model_type (global RNG)
+    build_objective: Callable[[TrainConfig, nn.Module, DistributedEnv], Objective]
     build_data: Callable[[TrainConfig, Path, DistributedEnv], TaskData]  # (config, run folder, env)
     # (model in eval mode, TaskData.valid, logger, step, config) -> metrics; main process only
-    validate: Callable[[Tokenizer, Any, TrainLogger, int, TrainConfig], dict[str, float]]
+    validate: Callable[[nn.Module, Any, TrainLogger, int, TrainConfig], dict[str, float]]
     best_metric: str  # the validation metric (lower is better) that picks run_dir/best
     renamed_keys: Mapping[str, str] = field(default_factory=dict)  # old dotted config key -> new, same section
     # training state of checkpoints older than TrainingState (format 1) -> the current layout

@@ -1,5 +1,5 @@
-"""The training loop for any tokenizer and objective: one process or many (torchrun + DDP),
-resumable at any step.
+"""The training loop for any model (a tokenizer, a token language model) and objective: one
+process or many (torchrun + DDP), resumable at any step.
 
 The task named by the config (see tasks.py) builds the model, its objective, its data and its
 validation; the loop does the rest the same way for every task. Each step: the objective's
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from ..checkpoint import save_pretrained
+from ..checkpoint import MODEL_TYPES, save_pretrained
 from ..data.loader import build_train_loader
 from ..errors import CodecError
 from ..files import atomic_write
-from ..tokens import Tokenizer
 from .checkpoints import load_newest, read_checkpoint, save_checkpoint
 from .config import TrainConfig, dump_train_config
 from .distributed import (DistributedEnv, all_finite, all_reduce_grads, autocast, barrier, init_distributed,
@@ -53,9 +53,10 @@ class Trainer:
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         device = self.env.device
-        self.model: Tokenizer = self.task.build_model(config).to(device)
-        if not isinstance(self.model, Tokenizer):
-            raise CodecError(f"Task {self.task.name!r} built a {type(self.model).__name__}, not a Tokenizer.")
+        self.model: nn.Module = self.task.build_model(config).to(device)
+        if getattr(self.model, "model_type", None) not in MODEL_TYPES:  # else save_pretrained could not save it
+            raise CodecError(f"Task {self.task.name!r} built a {type(self.model).__name__}, which is not a model type "
+                             "of codec.checkpoint.MODEL_TYPES.")
         self.objective = self.task.build_objective(config, self.model, self.env)
         params = list(self.model.parameters()) + list(self.objective.trainable_parameters())
         self.optimizer, self.scheduler = build_optimizer(params, config.optim, config.steps)
@@ -132,7 +133,7 @@ class Trainer:
         return {"nonfinite_steps": float(progress.nonfinite_streak)}
 
     # --- models and checkpoints ------------------------------------------------------------
-    def export_model(self) -> Tokenizer:
+    def export_model(self) -> nn.Module:
         """The model to publish: the weight EMA when enabled, else the trained weights (eval mode)."""
         if self.ema is None:
             return self.model.eval()
@@ -158,7 +159,7 @@ class Trainer:
         logger = TrainLogger(self.run_dir, config, self.step, enabled=self.env.is_main)
         previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         loader = build_train_loader(self.train_set, config.batch_size, config.seed, self.env.rank,
-                                    self.env.world_size, self.step, self.data.num_workers)
+                                    self.env.world_size, self.step, self.data.num_workers, self.data.collate)
         last_valid: dict[str, float] = {}
         try:
             if self.step == 0 and config.valid_at_start:
