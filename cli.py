@@ -378,6 +378,46 @@ def slm_train(
         stdout.print("final validation: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()), markup=False)
 
 
+@slm_app.command("generate")
+@cli_errors
+def slm_generate(
+    checkpoint: Annotated[str, typer.Option(help="LM model folder (a run's best/ or a checkpoint's model/).")],
+    prompt: Annotated[list[Path], typer.Option(help="Prompt audio (repeatable: one batch).")],
+    seconds: Annotated[float, typer.Option(help="Seconds of audio to generate after each prompt.")] = 3.0,
+    output: Output = None,
+    prompt_seconds: Annotated[Optional[float], typer.Option(help="Keep only the last N seconds of each prompt.")] = None,
+    temperature: Annotated[float, typer.Option(help="0: greedy.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample among the k most likely codes (0: all).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling probability mass.")] = 1.0,
+    seed: int = 0,
+    codec_model: Annotated[Optional[str], typer.Option("--codec", help="The LM's codec, if not found by name.")] = None,
+    force: Force = False,
+    device: Device = "cpu",
+) -> None:
+    """Continue spoken prompts with a token LM; writes prompt + continuation as audio."""
+    from codec.audio.io import write_audio
+    from codec.devices import parse_device
+    from codec.files import check_writable
+    from codec.jobs import plan_outputs
+    from slm.generate import continue_prompts, load_codec_for, load_lm
+    from slm.sampling import SamplingConfig
+
+    try:
+        sampling = SamplingConfig(temperature, top_k, top_p)
+    except ValueError as e:
+        raise CodecError(f"Invalid sampling options: {e}.") from None
+    outputs = plan_outputs([p.with_name(f"{p.stem}_continued{p.suffix}") for p in prompt], output, ".wav")
+    for dst in outputs:
+        check_writable(dst, force)
+    target = parse_device(device)
+    lm = load_lm(checkpoint, target)
+    codec = load_codec_for(lm, codec_model, target)
+    for result, dst in zip(continue_prompts(lm, codec, prompt, seconds, sampling, seed, prompt_seconds), outputs):
+        write_audio(dst, result.audio, codec.sample_rate, force)
+        stdout.print(f"wrote {dst} ({result.prompt_frames} prompt frames + "
+                     f"{result.codes.shape[-1] - result.prompt_frames} generated)", markup=False)
+
+
 def _recipe_list() -> str:
     from codec.recipebook import shipped_recipes
 

@@ -71,3 +71,31 @@ def test_token_lm_config_errors(tmp_path):
     result = runner.invoke(cli.app, ["slm", "train", str(recipe), "--run-dir", str(tmp_path / "r"),
                                      "--set", f"data.shards={tmp_path}"])
     assert result.exit_code == 1 and "codec tokenize" in result.stderr
+
+
+def test_generate_continues_prompts_with_the_lms_codec(tmp_path, tiny_model_dir):
+    shards = _shards(tmp_path, tiny_model_dir)
+    recipe = tmp_path / "lm.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "task": "token_lm", "steps": 4, "batch_size": 4, "valid_every": 4, "checkpoint_every": 4,
+        "model": {"transformer": {"dim": 32, "layers": 1, "heads": 2, "max_steps": 128}},
+        "data": {"shards": str(shards), "valid_utterances": 2, "crop_frames": 40}}))
+    assert runner.invoke(cli.app, ["slm", "train", str(recipe), "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    prompts = []
+    for i, seconds in enumerate((0.05, 0.08)):
+        prompts.append(tmp_path / f"p{i}.wav")
+        sf.write(prompts[-1], speech_like(16000, seconds, 1, seed=i)[:, 0], 16000)
+    args = ["slm", "generate", "--checkpoint", str(tmp_path / "run" / "best"), "--seconds", "0.02", "--seed", "3",
+            "--prompt", str(prompts[0]), "--prompt", str(prompts[1]), "-o", str(tmp_path / "out")]
+    result = runner.invoke(cli.app, args)
+    assert result.exit_code == 0, result.stderr
+    # the shorter prompt (0.05 s = 50 frames of the tiny codec at 1000 Hz) sets the batch's prompt length
+    for name in ("p0_continued.wav", "p1_continued.wav"):
+        assert sf.info(tmp_path / "out" / name).frames == (50 + 20) * 16
+    first = (tmp_path / "out" / "p1_continued.wav").read_bytes()
+    assert runner.invoke(cli.app, [*args, "--force"]).exit_code == 0
+    assert (tmp_path / "out" / "p1_continued.wav").read_bytes() == first  # same seed, same audio
+    result = runner.invoke(cli.app, ["slm", "generate", "--checkpoint", str(tmp_path / "run" / "best"),
+                                     "--prompt", str(prompts[0]), "--codec", "devspeech_16khz", "-o", str(tmp_path / "x.wav")])
+    assert result.exit_code == 1 and "is not the one the LM was trained on" in result.stderr
+    assert not (tmp_path / "x.wav").exists()
