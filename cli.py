@@ -418,6 +418,31 @@ def slm_generate(
                      f"{result.codes.shape[-1] - result.prompt_frames} generated)", markup=False)
 
 
+@slm_app.command("corpus")
+@cli_errors
+def slm_corpus(
+    out: Annotated[Path, typer.Option(help="Output folder (rerun to resume).")],
+    minutes: Annotated[float, typer.Option(help="Minutes of training speech (about).")] = 60.0,
+    pairs: Annotated[int, typer.Option(help="Minimal pairs of each kind (lexical, syntactic), held-out voices.")] = 200,
+    seed: int = 0,
+    workers: Annotated[int, typer.Option(min=1, help="TTS processes at once.")] = 2,
+) -> None:
+    """Synthesize a speech corpus (grammar sentences, many offline TTS voices) with held-out voices
+    and minimal pairs for evaluation."""
+    from codec.data.tts import VOICES, available_engines
+    from slm.corpus import build_corpus, count_jobs
+
+    missing = {v.engine for v in VOICES} - available_engines()
+    if missing:
+        raise CodecError(f"Missing TTS engines: {', '.join(sorted(missing))} (apt-get install espeak-ng flite festival).")
+    if not minutes > 0 or pairs < 0:
+        raise CodecError("--minutes must be positive and --pairs at least 0.")
+    with Progress(console=stderr) as progress:
+        task = progress.add_task("synthesizing", total=count_jobs(minutes, pairs))
+        made = build_corpus(out, minutes, pairs, seed, workers, advance=lambda: progress.advance(task))
+    stdout.print(", ".join(f"{split} {m:.1f} min" for split, m in made.items()) + f" in {out}", markup=False)
+
+
 def _recipe_list() -> str:
     from codec.recipebook import shipped_recipes
 

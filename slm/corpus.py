@@ -1,0 +1,102 @@
+"""A synthetic speech corpus for spoken LMs, made offline: grammar sentences read by many TTS voices.
+
+    OUT/train/<voice>/<id>.wav (+ .txt)     training voices (codec/data/tts.py VOICES minus HELD_OUT)
+    OUT/heldout/<voice>/<id>.wav (+ .txt)   held-out voices, other sentences: evaluation only
+    OUT/pairs/<kind>/<n>_{good,bad}.wav     minimal pairs (lexical, syntactic) read by held-out voices
+    OUT/manifest.jsonl                      {"path", "id", "text", "speaker", "split"} per utterance
+    OUT/pairs.jsonl                         {"kind", "good", "bad", "good_path", "bad_path", "speaker"}
+
+Everything follows from the seed; files already there are kept, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from codec.data.tts import HELD_OUT, VOICES, Voice, synthesize
+from codec.files import atomic_write
+
+from .grammar import Grammar
+
+WORDS_PER_SECOND = 2.6  # about how fast the voices speak: sizes the sentence count for a target duration
+
+
+@dataclass(frozen=True)
+class Job:
+    path: Path
+    voice: Voice
+    text: str
+
+
+def _run(job: Job) -> float:
+    job.path.parent.mkdir(parents=True, exist_ok=True)
+    if job.path.is_file():
+        import soundfile as sf
+
+        return sf.info(job.path).duration
+    tmp = job.path.with_name(f".{job.path.name}")
+    seconds = synthesize(job.voice, job.text, tmp)
+    tmp.replace(job.path)
+    job.path.with_suffix(".txt").write_text(job.text + "\n")
+    return seconds
+
+
+def build_corpus(out: Path, minutes: float, pairs: int = 200, seed: int = 0, workers: int = 2,
+                 heldout_fraction: float = 0.1, advance: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Synthesize about ``minutes`` of training speech (plus held-out speech and ``pairs`` minimal
+    pairs of each kind); returns minutes per split."""
+    grammar = Grammar(seed)
+    train_voices = [v for v in VOICES if v.id not in HELD_OUT]
+    held_voices = [v for v in VOICES if v.id in HELD_OUT]
+    count = max(1, round(minutes * 60 * WORDS_PER_SECOND / 7))  # ~7 words a sentence
+    jobs, rows, train_texts = [], [], set()
+
+    def new_sentence(split: str) -> str:
+        """A sentence; outside training, one that training never reads (100 tries, then any)."""
+        for _ in range(100):
+            text = grammar.sentence()
+            if split == "train" or text not in train_texts:
+                break
+        if split == "train":
+            train_texts.add(text)
+        return text
+
+    for split, voices, n in (("train", train_voices, count), ("heldout", held_voices, max(1, round(count * heldout_fraction)))):
+        for i in range(n):
+            voice, text = voices[i % len(voices)], new_sentence(split)
+            uid = f"{split}-{i:06d}"
+            path = out / split / voice.id / f"{uid}.wav"
+            jobs.append(Job(path, voice, text))
+            rows.append({"path": str(path.relative_to(out)), "id": uid, "text": text, "speaker": voice.id, "split": split})
+    pair_rows = []
+    for n in range(pairs):
+        for pair in (grammar.lexical_pair(), grammar.syntactic_pair()):
+            voice = held_voices[n % len(held_voices)]
+            paths = {side: out / "pairs" / pair.kind / f"{n:05d}_{side}.wav" for side in ("good", "bad")}
+            jobs += [Job(paths["good"], voice, pair.good), Job(paths["bad"], voice, pair.bad)]
+            pair_rows.append({"kind": pair.kind, "good": pair.good, "bad": pair.bad, "speaker": voice.id,
+                              "good_path": str(paths["good"].relative_to(out)),
+                              "bad_path": str(paths["bad"].relative_to(out))})
+    seconds: dict[str, float] = {}
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # the engines run as subprocesses: threads suffice
+        for job, duration in zip(jobs, pool.map(_run, jobs)):
+            split = job.path.relative_to(out).parts[0]
+            seconds[split] = seconds.get(split, 0.0) + duration
+            advance()
+    _write_lines(out / "manifest.jsonl", rows)
+    _write_lines(out / "pairs.jsonl", pair_rows)
+    return {split: s / 60 for split, s in seconds.items()}
+
+
+def _write_lines(path: Path, rows: list[dict]) -> None:
+    with atomic_write(path, force=True) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def count_jobs(minutes: float, pairs: int, heldout_fraction: float = 0.1) -> int:
+    count = max(1, round(minutes * 60 * WORDS_PER_SECOND / 7))
+    return count + max(1, round(count * heldout_fraction)) + 4 * pairs
