@@ -70,9 +70,12 @@ def _load_model(spec: Optional[str], device: str) -> _LoadedModel:
     model = from_pretrained(spec, parse_device(device))
     name = spec or DEFAULT_MODEL
     path = Path(name).expanduser()
-    if path.exists():  # files record the folder's name, not where it lies on this machine
+    if path.exists():  # files record the model's name, not where it lies on this machine
+        from codec.audio.pretrained import entry_for_file
+
         path = path.resolve()
-        return _LoadedModel(model, path.stem if path.is_file() else path.name, path, model_fingerprint(model))
+        entry = entry_for_file(path) if path.is_file() else None
+        return _LoadedModel(model, entry.name if entry else path.name, path, model_fingerprint(model))
     return _LoadedModel(model, name, None, model_fingerprint(model))
 
 
@@ -132,6 +135,8 @@ def _decode_file(src: Path, dst: Path, model: Optional[str], device: str, force:
     if loaded.fingerprint != header.model_fingerprint:
         raise CodecError(f"{src} was made by a different model (fingerprint {header.model_fingerprint}) "
                          f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
+    codec = loaded.model
+    header.check_model(codec.config.token_spec, codec.sample_rate, codec.channels, source=f"Input file '{src}'")
     write_audio(dst, decode_audio(loaded.model, header.encoded(codes)).samples, header.original_sample_rate, force)
 
 
@@ -441,6 +446,56 @@ def slm_corpus(
         task = progress.add_task("synthesizing", total=count_jobs(minutes, pairs))
         made = build_corpus(out, minutes, pairs, seed, workers, advance=lambda: progress.advance(task))
     stdout.print(", ".join(f"{split} {m:.1f} min" for split, m in made.items()) + f" in {out}", markup=False)
+
+
+@slm_app.command("eval")
+@cli_errors
+def slm_eval(
+    checkpoint: Annotated[str, typer.Option(help="LM model folder (a run's best/).")],
+    shards: Annotated[Path, typer.Option(help="The training shards (n-gram baselines; their held-out utterances).")],
+    out: Annotated[Path, typer.Option(help="Report folder: results.json/.csv/.md, plot.png.")],
+    test: Annotated[Optional[Path], typer.Option(help="Held-out shards (default: the training run's held-out utterances).")] = None,
+    pairs: Annotated[Optional[list[Path]], typer.Option(help="pairs.jsonl or a ZeroSpeech-style folder (repeatable).")] = None,
+    valid_utterances: Annotated[int, typer.Option(help="Held-out utterances when --test is not given.")] = 16,
+    codec_model: Annotated[Optional[str], typer.Option("--codec", help="The LM's codec, if not found by name.")] = None,
+    force: Force = False,
+    device: Device = "cpu",
+) -> None:
+    """Held-out bits per token and per second against unigram/bigram models, and minimal-pair accuracy."""
+    from codec.devices import parse_device
+    from slm.eval import judge_pairs, lm_bits, ngram_bits, read_pairs, write_report
+    from slm.generate import load_codec_for, load_lm
+    from slm.shards import load_utterances
+    from slm.train import is_held_out
+
+    if (out / "results.json").exists() and not force:
+        raise CodecError(f"{out} already holds results; pass --force to overwrite them.")
+    target = parse_device(device)
+    lm = load_lm(checkpoint, target)
+    index, items = load_utterances(shards)
+    if index.tokenizer_fingerprint != lm.config.tokenizer_fingerprint:
+        raise CodecError(f"{shards} holds codes of another codec than the LM's ({index.tokenizer}).")
+    held = max(1, round(256 * valid_utterances / max(1, len(items))))
+    train = [c for u, c in items if test is not None or not is_held_out(u.id, held)]
+    if test is not None:
+        test_index, test_items = load_utterances(test)
+        if test_index.tokenizer_fingerprint != lm.config.tokenizer_fingerprint:
+            raise CodecError(f"{test} holds codes of another codec than the LM's ({test_index.tokenizer}).")
+        held_out = [c for _, c in test_items]
+    else:
+        held_out = [c for u, c in items if is_held_out(u.id, held)][:valid_utterances]
+    n_q, sizes = lm.config.n_q, lm.config.codebook_sizes
+    train, held_out = [c[:n_q] for c in train], [c[:n_q] for c in held_out]
+    bits = {"token LM": lm_bits(lm, held_out), "bigram": ngram_bits(train, held_out, sizes, 2),
+            "unigram": ngram_bits(train, held_out, sizes, 1)}
+    accuracies = []
+    if pairs:
+        codec = load_codec_for(lm, codec_model, target)
+        for source in pairs:
+            accuracies += judge_pairs(lm, codec, read_pairs(source))
+    table = write_report(out, bits, lm.config.frame_rate, accuracies, force=True)
+    stdout.print(table, markup=False)
+    stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png", markup=False)
 
 
 def _recipe_list() -> str:

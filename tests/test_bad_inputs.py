@@ -148,7 +148,8 @@ def test_a_file_that_does_not_fit_its_model_is_refused(tmp_path, valid_cdc, size
     used to pass `info` and crash inside the model (IndexError / ValueError)."""
     header, valid_codes = decode_cdc(valid_cdc)
     if codes == "rate":
-        header = dataclasses.replace(header, sample_rate=8000, frame_rate=500.0)
+        header = dataclasses.replace(header, sample_rate=8000, original_sample_rate=8000, num_samples=4800,
+                                     frame_rate=500.0)
     header = dataclasses.replace(header, codebook_sizes=sizes)
     forged = torch.zeros(header.channels, len(sizes), header.num_frames, dtype=torch.long)
     src, out = tmp_path / "in.cdc", tmp_path / "out.wav"

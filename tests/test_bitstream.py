@@ -6,7 +6,11 @@ import dataclasses
 import json
 import math
 import struct
+import time
+import tracemalloc
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,9 @@ import torch
 from codec.audio.bitstream import (
     CdcHeader, decode_cdc, encode_cdc, header_overhead, pack_codes, read_cdc, unpack_codes, write_cdc,
 )
+from codec.audio.segments import SegmentGrid
 from codec.errors import CodecError
+from codec.tokens import TokenSpec
 
 SIZES = [2, 3, 1000, 1024, 2048, 4096, 65536]
 
@@ -38,6 +44,25 @@ def _raw_file(meta: dict | bytes, payload: bytes = b"", version: int = 1) -> byt
     blob = meta if isinstance(meta, bytes) else json.dumps(meta).encode()
     body = b"CDCF" + bytes([version]) + struct.pack(">I", len(blob)) + blob + payload
     return body + struct.pack(">I", zlib.crc32(body))
+
+
+def _fields(header: CdcHeader) -> dict:
+    """The JSON fields of ``header``, to forge variants of it."""
+    return {k: v for k, v in dataclasses.asdict(header).items() if k != "scales"} | {
+        "codebook_sizes": list(header.codebook_sizes)}
+
+
+@contextmanager
+def _cheap(seconds: float = 1.0, megabytes: float = 50.0) -> Iterator[None]:
+    """Assert that the block runs within ``seconds`` and allocates at most ``megabytes`` at its peak."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert elapsed < seconds and peak < megabytes * 1e6, f"{elapsed:.2f} s, {peak / 1e6:.1f} MB"
 
 
 def _cdc_error(data: bytes, tmp_path: Path, name: str = "x.cdc") -> str:
@@ -175,6 +200,7 @@ def test_crafted_headers(tmp_path: Path) -> None:
     ok_payload = pack_codes(np.zeros((1, 1, 4), np.int64), [10])
     assert decode_cdc(_raw_file(good, ok_payload))[0] == header
     assert "truncated" in _cdc_error(_raw_file(good, ok_payload[:-1]), tmp_path)
+    assert "truncated" in _cdc_error(_raw_file(good, ok_payload)[:-1], tmp_path)
     assert "unexpected bytes" in _cdc_error(_raw_file(good, ok_payload + b"\0"), tmp_path)
     bad_headers = [
         b"{not json", b"\xff\xfe", b"[1, 2]", json.dumps({**good, "extra": 1}).encode(),
@@ -199,6 +225,7 @@ def test_segmented_file_with_scales(tmp_path: Path) -> None:
     """Two segments x 2 channels: the float32 scales follow the codes and come back exactly."""
     base = _header(sizes=(1024, 1024), frames=4)
     header = dataclasses.replace(base, channels=2, segment_samples=960, segment_stride=640, model_num_samples=960,
+                                 num_samples=2646,  # 960 samples at 16 kHz are 2646 at 44.1 kHz
                                  normalized=True, scales=(0.5, 0.25, 1e-8 + 0.125, 3.0))
     header = dataclasses.replace(header, scales=tuple(float(np.float32(v)) for v in header.scales))
     assert header.num_scales == 4 and header.grid.frames(320) == [3, 1]
@@ -208,6 +235,7 @@ def test_segmented_file_with_scales(tmp_path: Path) -> None:
     assert back == header and torch.equal(out, codes)
     assert len(data) == header_overhead(header) + math.ceil(header.payload_bits / 8)
     assert "truncated" in _cdc_error(data[:-6] + struct.pack(">I", zlib.crc32(data[:-6])), tmp_path)
+    assert "truncated" in _cdc_error(data[:-6], tmp_path)
     for bad in [header.scales[:3], (0.0, 1.0, 1.0, 1.0), (float("nan"), 1.0, 1.0, 1.0)]:
         with pytest.raises(ValueError, match="scales"):
             encode_cdc(dataclasses.replace(header, scales=bad), codes)
@@ -217,3 +245,108 @@ def test_segmented_file_with_scales(tmp_path: Path) -> None:
     assert "invalid header" in _cdc_error(bytes(nan), tmp_path)
     huge = b"CDCF\x01" + struct.pack(">I", 2**31) + b"{}"
     assert "header" in _cdc_error(huge + struct.pack(">I", zlib.crc32(huge)), tmp_path)
+
+
+# --- forged files: a valid checksum, so only the header checks stand between them and the model ---
+GOOD = _fields(_header(sizes=(1000,), frames=4))
+GOOD_PAYLOAD = pack_codes(np.zeros((1, 1, 4), np.int64), [10])
+HUGE = "1" + "0" * 400
+
+
+@pytest.mark.parametrize("field, value", [
+    ("frame_rate", HUGE), ("frame_rate", "1e999"), ("frame_rate", "-" + HUGE), ("frame_rate", "5e-324"),
+    ("sample_rate", "1e999"), ("sample_rate", HUGE), ("original_sample_rate", HUGE), ("num_frames", HUGE),
+    ("num_samples", "-" + HUGE), ("channels", HUGE), ("codebook_sizes", f"[{HUGE}]"), ("segment_samples", HUGE),
+    ("model_num_samples", "1e999"), ("normalized", HUGE),
+])
+def test_huge_numbers_are_an_invalid_header(tmp_path: Path, field: str, value: str) -> None:
+    """JSON has no limits: 10**400 parses to an int and 1e999 to inf; both are one short sentence."""
+    text = json.dumps({**GOOD, field: "__X__"}).replace('"__X__"', value)
+    msg = _cdc_error(_raw_file(text.encode(), GOOD_PAYLOAD), tmp_path)
+    assert "invalid header" in msg and len(msg) < 300, msg
+
+
+def test_a_forged_segment_grid_is_rejected_at_once(tmp_path: Path) -> None:
+    """Millions of segments over a few kB: once listed before the checksum (tens of seconds, GBs)."""
+    stride_1 = {**GOOD, "segment_samples": 640, "segment_stride": 1, "model_num_samples": 1 << 22,
+                "num_samples": 1 << 22}
+    valid_grid = {**GOOD, "segment_samples": 640, "segment_stride": 320, "model_num_samples": 1 << 30,
+                  "num_samples": 1 << 30, "original_sample_rate": 16000,
+                  "num_frames": SegmentGrid(640, 320, 1 << 30).num_frames(320)}  # its frames, but not their codes
+    for forged, message in [(stride_1, "invalid header"), (valid_grid, "truncated")]:
+        data = _raw_file(forged, bytes(9000))
+        damaged = data[:100] + bytes([data[100] ^ 1]) + data[101:]  # inside the header
+        with _cheap():
+            assert message in _cdc_error(data, tmp_path)
+            assert "checksum mismatch" in _cdc_error(damaged, tmp_path)
+
+
+def test_the_checksum_is_checked_before_the_header(tmp_path: Path) -> None:
+    forged = _raw_file({**GOOD, "channels": "many"}, GOOD_PAYLOAD)
+    assert "invalid header" in _cdc_error(forged, tmp_path)
+    assert "checksum mismatch" in _cdc_error(forged[:-1] + bytes([forged[-1] ^ 1]), tmp_path)
+
+
+def test_frames_must_match_the_samples(tmp_path: Path) -> None:
+    """12.5 kB of 1-bit codes claiming 100 000 frames (33 min) for 20 ms once decoded for minutes."""
+    many = {**GOOD, "num_samples": 882, "original_sample_rate": 44100, "num_frames": 100_000,
+            "codebook_sizes": [2]}
+    few = {**GOOD, "num_samples": 16000 * 3600, "original_sample_rate": 16000}  # an hour in 4 frames
+    short_grid = {**GOOD, "segment_samples": 640, "segment_stride": 640, "model_num_samples": 1280,
+                  "num_samples": 16000 * 3600, "original_sample_rate": 16000}  # 4 frames of a 1280-sample grid
+    for forged, payload in [(many, bytes(12_500)), (few, GOOD_PAYLOAD), (short_grid, GOOD_PAYLOAD)]:
+        with _cheap():
+            assert "invalid header" in _cdc_error(_raw_file(forged, payload), tmp_path)
+
+
+def _causal_frames(num_samples: int, original_rate: int, sample_rate: int, hop: int) -> int:
+    """Frames a causal model codes: the input resampled (torchaudio: ceil), then ceil(T / hop), at least 1."""
+    model_samples = -(-num_samples * sample_rate // original_rate)
+    return max(1, -(-model_samples // hop))
+
+
+def test_every_consistent_length_is_accepted() -> None:
+    rng = np.random.default_rng(9)
+    for sample_rate, hop in [(16000, 320), (24000, 320), (48000, 320), (44100, 512), (16000, 16), (16000, 1)]:
+        for original_rate in (8000, 16000, 22050, 44100, 44101, 48000, 96000):
+            for num_samples in (1, 2, 3, max(1, hop - 1), hop, hop + 1, *rng.integers(1, 10**6, size=5)):
+                num_samples = int(num_samples)
+                header = dataclasses.replace(
+                    _header(), sample_rate=sample_rate, frame_rate=sample_rate / hop,
+                    original_sample_rate=original_rate, num_samples=num_samples,
+                    num_frames=_causal_frames(num_samples, original_rate, sample_rate, hop))
+                header.validate()
+                model_samples = -(-num_samples * sample_rate // original_rate)
+                segment = max(hop, 2000)
+                for stride in (segment, segment * 99 // 100, (segment + 1) // 2):
+                    grid = SegmentGrid(segment, stride, model_samples)
+                    dataclasses.replace(header, segment_samples=segment, segment_stride=stride,
+                                        model_num_samples=model_samples,
+                                        num_frames=sum(grid.frames(hop))).validate()
+
+
+def _spec(sizes: tuple[int, ...] = (1024, 1024, 1024, 1024), frame_rate: float = 50.0,
+          residual: bool = True) -> TokenSpec:
+    return TokenSpec("audio", sizes, frame_rate, residual=residual)
+
+
+def test_check_model() -> None:
+    """A header that does not fit the decoding model is refused by name, before the model sees it."""
+    header = _header(sizes=(1024, 1024))
+    header.check_model(_spec(), 16000, 1)  # the first two of four codebooks: a lower bitrate
+    header.check_model(_spec((1024, 1024)), 16000, 1)
+    _header(channels=3).check_model(_spec(), 16000, 1)  # a mono model codes each channel as a stream
+    stereo = dataclasses.replace(header, channels=1)
+    stereo.check_model(_spec(), 16000, 2)
+    for case, spec, sample_rate, channels, words in [
+        ("more codebooks", _spec((1024,)), 16000, 1, "2 codebooks, but the model has 1"),
+        ("other sizes", _spec((1024, 512, 1024)), 16000, 1, "codebook sizes"),
+        ("parallel levels", _spec(residual=False), 16000, 1, "parallel"),
+        ("sample rate", _spec(), 24000, 1, "16000 Hz"),
+        ("frame rate", _spec(frame_rate=75.0), 16000, 1, "frames per second"),
+    ]:
+        with pytest.raises(CodecError, match=words) as info:
+            header.check_model(spec, sample_rate, channels, source="Input file 'x.cdc'")
+        assert str(info.value).startswith("Input file 'x.cdc' ") and "\n" not in str(info.value), case
+    with pytest.raises(CodecError, match="stream"):
+        _header(channels=2).check_model(_spec(), 16000, 2)

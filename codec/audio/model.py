@@ -25,7 +25,7 @@ class AudioCodecConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     # file coding of non-causal models (see segments.py): causal models stream instead
     segment_seconds: float | None = None  # independent segments of this length (EnCodec 48 kHz: 1 s)
-    segment_overlap: float = 0.01  # fraction of a segment cross-faded with the next one
+    segment_overlap: float = 0.01  # fraction of a segment cross-faded with the next one (< 0.5)
     normalize: bool = False  # code each segment divided by its RMS; the scale is stored with the codes
 
     def __post_init__(self) -> None:
@@ -33,8 +33,8 @@ class AudioCodecConfig:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.segment_seconds is not None and not self.segment_seconds > 0:
             raise ValueError(f"segment_seconds must be > 0 or None, got {self.segment_seconds}")
-        if not 0 <= self.segment_overlap < 1:
-            raise ValueError(f"segment_overlap must be in [0, 1), got {self.segment_overlap}")
+        if not 0 <= self.segment_overlap < 0.5:  # the .cdc format allows segments of at most 2 strides
+            raise ValueError(f"segment_overlap must be in [0, 0.5), got {self.segment_overlap}")
         if (self.normalize or self.segment_seconds is not None) and self.seanet.causal:
             raise ValueError("segment_seconds and normalize are for non-causal models (causal ones stream)")
 

@@ -41,6 +41,17 @@ class SegmentGrid:
         """Frames coded for each segment (AudioCodec.encode: ceil(length / hop), at least 1)."""
         return [max(1, -(-length // hop_length)) for _, length in self.spans()]
 
+    def num_frames(self, hop_length: int) -> int:
+        """sum(frames(hop_length)) without listing the segments: the full ones, then the shorter ones at the end.
+
+        Segment i is full when i stride + segment <= num_samples; the others (at most
+        ceil(segment / stride) of them) end at num_samples.
+        """
+        full = 0 if self.num_samples < self.segment else (self.num_samples - self.segment) // self.stride + 1
+        tail = range(full * self.stride, max(self.num_samples, 1), self.stride)  # starts of the shorter ones
+        return full * max(1, -(-self.segment // hop_length)) + sum(
+            max(1, -(-(self.num_samples - start) // hop_length)) for start in tail)
+
 
 def model_grid(model: AudioCodec, num_samples: int, default_seconds: float) -> SegmentGrid:
     """The grid of ``model``: its own segment length, or ``default_seconds``, and its overlap."""
