@@ -69,6 +69,14 @@ class TokenLM(nn.Module):
         self.transformer = Transformer(config.transformer)
         self.heads = nn.ModuleList(nn.Linear(dim, k) for k in config.codebook_sizes)
 
+    @property
+    def max_frames(self) -> int:
+        """The most frames whose steps fit the transformer (its max_steps)."""
+        frames = self.config.transformer.max_steps
+        while frames > 1 and self.pattern.num_steps(frames) > self.config.transformer.max_steps:
+            frames -= 1
+        return frames
+
     def _embed(self, steps: Tensor) -> Tensor:
         """Tokens [B, Q, S] -> summed embeddings [B, S, D]."""
         return sum(emb(steps[:, q]) for q, emb in enumerate(self.embeddings))

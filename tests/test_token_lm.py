@@ -96,3 +96,7 @@ def test_checkpoint_round_trip(tmp_path):
     codes = _codes(1, 6)
     with torch.no_grad():
         torch.testing.assert_close(loaded(codes).loss, model(codes).loss)
+
+
+def test_max_frames_fit_the_context():
+    assert _lm("delay").max_frames == 254 and _lm("flatten").max_frames == 85 and _lm("parallel").max_frames == 256

@@ -1,0 +1,203 @@
+"""What a TokenLM learned: held-out likelihood against n-gram baselines, and minimal-pair judgements.
+
+Likelihood is reported per codebook level in bits per token, and summed over levels in bits per
+second, next to a unigram and a bigram model of each level estimated on the training shards
+(add-one smoothing; the bigram interpolated with the unigram), on the same held-out tokens.
+
+Utterances longer than the LM's context (``TokenLM.max_frames``) are scored on their first
+``max_frames`` frames.
+
+Minimal pairs (ZeroSpeech 2021 sWUGGY / sBLIMP protocol): the LM prefers the member with the
+higher summed log-probability of its tokens; accuracy is reported with a 95% Wilson interval
+against chance (50%). Pairs come from `codec slm corpus` (pairs.jsonl) or from a ZeroSpeech-style
+folder: ``<dir>/gold.csv`` with columns ``id``, ``filename``, ``correct`` (1 or 0; two rows per
+id) and the audio in ``<dir>/<filename>.wav``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from codec.errors import CodecError
+
+from .model import TokenLM
+
+LOG2E = 1 / math.log(2)
+
+
+@dataclass(frozen=True)
+class Pair:
+    kind: str
+    good: Path
+    bad: Path
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    kind: str
+    correct: int
+    total: int
+
+    @property
+    def value(self) -> float:
+        return self.correct / self.total if self.total else math.nan
+
+    def interval(self, z: float = 1.96) -> tuple[float, float]:
+        """95% Wilson score interval."""
+        n, p = self.total, self.value
+        if not n:
+            return math.nan, math.nan
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return centre - half, centre + half
+
+
+@torch.no_grad()
+def lm_bits(lm: TokenLM, utterances: list[torch.Tensor]) -> torch.Tensor:
+    """Bits per token of each level [Q] over utterances' codes [Q, T_i] (each scored from its start)."""
+    lm.eval()
+    device = next(lm.parameters()).device
+    nats, counts = torch.zeros(lm.config.n_q), torch.zeros(lm.config.n_q)
+    for codes in utterances:
+        out = lm(codes[: lm.config.n_q, : lm.max_frames][None].to(device))
+        nats += (out.level_losses * out.level_counts).cpu()
+        counts += out.level_counts.cpu()
+    return nats / counts.clamp_min(1) * LOG2E
+
+
+def ngram_bits(train: list[torch.Tensor], test: list[torch.Tensor], sizes: tuple[int, ...],
+               order: int) -> torch.Tensor:
+    """Bits per token of each level [Q] under a unigram (order 1) or bigram (order 2) model of that
+    level, estimated on ``train``; add-one smoothing, the bigram mixed half and half with the unigram."""
+    bits = []
+    for level, k in enumerate(sizes):
+        unigram = torch.ones(k, dtype=torch.float64)
+        bigram = torch.ones(k, k, dtype=torch.float64) if order == 2 else None
+        for codes in train:
+            c = codes[level]
+            unigram += torch.bincount(c, minlength=k)
+            if bigram is not None and len(c) > 1:
+                bigram.view(-1).index_add_(0, c[:-1] * k + c[1:], torch.ones(len(c) - 1, dtype=torch.float64))
+        p_uni = unigram / unigram.sum()
+        total, count = 0.0, 0
+        for codes in test:
+            c = codes[level]
+            p = p_uni[c]
+            if bigram is not None and len(c) > 1:
+                p_bi = bigram[c[:-1], c[1:]] / bigram[c[:-1]].sum(1)
+                p = torch.cat([p[:1], 0.5 * p_bi + 0.5 * p_uni[c[1:]]])
+            total += float(-p.log2().sum())
+            count += len(c)
+        bits.append(total / max(count, 1))
+    return torch.tensor(bits)
+
+
+def read_pairs(source: Path) -> list[Pair]:
+    """Minimal pairs from pairs.jsonl (`codec slm corpus`) or a ZeroSpeech-style folder with gold.csv."""
+    if source.is_dir():
+        gold = source / "gold.csv"
+        if not gold.is_file():
+            raise CodecError(f"{source} has no gold.csv (ZeroSpeech layout: id, filename, correct).")
+        groups: dict[str, dict[int, Path]] = defaultdict(dict)
+        try:
+            with gold.open(newline="") as f:
+                reader = csv.DictReader(f)
+                if not {"id", "filename", "correct"} <= set(reader.fieldnames or ()):
+                    raise KeyError("id, filename, correct")
+                for row in reader:
+                    groups[row["id"]][int(row["correct"])] = source / f"{row['filename']}.wav"
+        except (KeyError, ValueError, csv.Error, UnicodeDecodeError) as e:
+            raise CodecError(f"{gold} is not a gold file with id, filename and correct columns ({e}).") from None
+        kind = source.parent.name if source.parent.name in ("lexical", "syntactic") else source.name
+        pairs = [Pair(kind, g[1], g[0]) for g in groups.values() if set(g) == {0, 1}]
+    else:
+        try:
+            rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+            pairs = [Pair(r["kind"], source.parent / r["good_path"], source.parent / r["bad_path"]) for r in rows]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise CodecError(f"{source} is not a pairs.jsonl file ({e}).") from None
+    if not pairs:
+        raise CodecError(f"No minimal pairs found in {source}.")
+    return pairs
+
+
+@torch.no_grad()
+def log_probability(lm: TokenLM, codes: torch.Tensor) -> float:
+    """Summed log-probability (nats) of codes [Q, T] under the LM."""
+    out = lm(codes[: lm.config.n_q, : lm.max_frames][None].to(next(lm.parameters()).device))
+    return -float((out.level_losses * out.level_counts).sum())
+
+
+def judge_pairs(lm: TokenLM, codec, pairs: list[Pair]) -> list[Accuracy]:
+    """Accuracy of preferring the good member, per kind of pair."""
+    from codec.audio.compress import encode_audio
+    from codec.audio.io import read_audio
+
+    lm.eval()
+    tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for pair in pairs:
+        scores = [log_probability(lm, encode_audio(codec, read_audio(p), lm.config.n_q, downmix=True).codes[0])
+                  for p in (pair.good, pair.bad)]
+        tallies[pair.kind][0] += scores[0] > scores[1]
+        tallies[pair.kind][1] += 1
+    return [Accuracy(kind, c, n) for kind, (c, n) in sorted(tallies.items())]
+
+
+def write_report(out: Path, bits: dict[str, torch.Tensor], frame_rate: float, accuracies: list[Accuracy],
+                 force: bool = False) -> str:
+    """results.json / results.csv / results.md and plot.png in ``out``; returns the markdown table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from codec.files import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"model": name, **{f"level_{q}": float(b) for q, b in enumerate(levels)},
+             "bits_per_token": float(levels.mean()), "bits_per_second": float(levels.sum()) * frame_rate}
+            for name, levels in bits.items()]
+    judged = [{"kind": a.kind, "accuracy": a.value, "ci_low": a.interval()[0], "ci_high": a.interval()[1],
+               "pairs": a.total} for a in accuracies]
+    lines = ["| model | bits per token | bits per second |", "|---|---:|---:|"]
+    lines += [f"| {r['model']} | {r['bits_per_token']:.3f} | {r['bits_per_second']:.0f} |" for r in rows]
+    if judged:
+        lines += ["", "| minimal pairs | accuracy | 95% CI | pairs |", "|---|---:|---:|---:|"]
+        lines += [f"| {j['kind']} | {100 * j['accuracy']:.1f}% | {100 * j['ci_low']:.1f}-{100 * j['ci_high']:.1f}% | "
+                  f"{j['pairs']} |" for j in judged]
+    table = "\n".join(lines) + "\n"
+    with atomic_write(out / "results.json", force) as tmp:
+        tmp.write_text(json.dumps({"likelihood": rows, "minimal_pairs": judged}, indent=1) + "\n")
+    with atomic_write(out / "results.md", force) as tmp:
+        tmp.write_text(table)
+    with atomic_write(out / "results.csv", force) as tmp:
+        keys = list(rows[0])
+        tmp.write_text(",".join(keys) + "\n" + "".join(",".join(str(r[k]) for k in keys) + "\n" for r in rows))
+    fig, axes = plt.subplots(1, 2 if judged else 1, figsize=(11 if judged else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    levels = range(len(next(iter(bits.values()))))
+    width = 0.8 / len(bits)
+    for i, (name, values) in enumerate(bits.items()):
+        ax.bar([q + i * width for q in levels], values.tolist(), width, label=name)
+    ax.set(xlabel="codebook level", ylabel="bits per token (held out)", title="likelihood per level")
+    ax.legend()
+    if judged:
+        ax = axes[0, 1]
+        ax.bar([j["kind"] for j in judged], [100 * j["accuracy"] for j in judged],
+               yerr=[[100 * (j["accuracy"] - j["ci_low"]) for j in judged],
+                     [100 * (j["ci_high"] - j["accuracy"]) for j in judged]], capsize=6)
+        ax.axhline(50, color="grey", linestyle="--", label="chance")
+        ax.set(ylim=(0, 100), ylabel="accuracy (%)", title="minimal pairs")
+        ax.legend()
+    fig.tight_layout()
+    with atomic_write(out / "plot.png", force) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return table
