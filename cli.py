@@ -394,6 +394,7 @@ def slm_generate(
     temperature: Annotated[float, typer.Option(help="0: greedy.")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Sample among the k most likely codes (0: all).")] = 0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling probability mass.")] = 1.0,
+    repetition_window: Annotated[int, typer.Option(help="Repetition-aware sampling over N past tokens (0: off).")] = 0,
     seed: int = 0,
     codec_model: Annotated[Optional[str], typer.Option("--codec", help="The LM's codec, if not found by name.")] = None,
     force: Force = False,
@@ -408,7 +409,7 @@ def slm_generate(
     from slm.sampling import SamplingConfig
 
     try:
-        sampling = SamplingConfig(temperature, top_k, top_p)
+        sampling = SamplingConfig(temperature, top_k, top_p, repetition_window)
     except ValueError as e:
         raise CodecError(f"Invalid sampling options: {e}.") from None
     outputs = plan_outputs([p.with_name(f"{p.stem}_continued{p.suffix}") for p in prompt], output, ".wav")

@@ -145,7 +145,9 @@ class TokenLM(nn.Module):
                     logits = self.step_logits(torch.cat(inputs[fed:] if use_cache else inputs, dim=2))
                     fed = len(inputs)
                 for level in to_generate:
-                    codes[:, level, layout[level, s]] = sample(logits[level][:, -1], sampling, generator)
+                    frame = int(layout[level, s])
+                    history = codes[:, level, max(0, frame - sampling.repetition_window):frame]
+                    codes[:, level, frame] = sample(logits[level][:, -1], sampling, generator, history)
                 column = torch.where(layout[:, s] >= 0, codes[:, torch.arange(q), layout[:, s].clamp_min(0)],
                                      empty[None])
                 inputs.append(column[:, :, None])

@@ -100,3 +100,16 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_max_frames_fit_the_context():
     assert _lm("delay").max_frames == 254 and _lm("flatten").max_frames == 85 and _lm("parallel").max_frames == 256
+
+
+def test_repetition_aware_sampling_breaks_loops():
+    logits = torch.tensor([[3.0, 0.0, 0.0, 0.0]]).repeat(1000, 1)  # token 0 has p = 0.87
+    g = torch.Generator().manual_seed(0)
+    nucleus = SamplingConfig(top_p=0.8)
+    looping = torch.zeros(1000, 10, dtype=torch.long)  # the last 10 tokens were all 0
+    assert set(sample(logits, nucleus, g, looping).tolist()) == {0}  # RAS off: stuck
+    ras = SamplingConfig(top_p=0.8, repetition_window=10, repetition_threshold=0.5)
+    drawn = sample(logits, ras, g, looping)
+    assert 0.08 < float((drawn != 0).float().mean()) < 0.2  # redrawn from the full distribution (p != 0: 0.13)
+    fresh = torch.ones(1000, 10, dtype=torch.long)
+    assert set(sample(logits, ras, g, fresh).tolist()) == {0}  # no repetition: nucleus as usual
