@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from codec.streaming import streaming
 
+from .depth import DepthHead
 from .patterns import Pattern, PatternName
 from .sampling import SamplingConfig, sample
 from .transformer import Transformer, TransformerConfig
@@ -33,6 +34,7 @@ class TokenLMConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     tokenizer: str = ""  # name of the tokenizer whose codes these are (prompts must come from it)
     tokenizer_fingerprint: str = ""
+    depth: TransformerConfig | None = None  # a depth transformer over each step's levels (parallel pattern only)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codebook_sizes", tuple(self.codebook_sizes))
@@ -41,6 +43,9 @@ class TokenLMConfig:
         if not self.frame_rate > 0:
             raise ValueError(f"frame_rate must be positive, got {self.frame_rate}")
         Pattern(self.pattern, len(self.codebook_sizes))  # validates the name
+        if self.depth is not None and self.pattern != "parallel":
+            raise ValueError(f"a depth transformer predicts all levels of a frame at one step: use the parallel "
+                             f"pattern, not {self.pattern!r}")
 
     @property
     def n_q(self) -> int:
@@ -67,7 +72,10 @@ class TokenLM(nn.Module):
         dim = config.transformer.dim
         self.embeddings = nn.ModuleList(nn.Embedding(k + 2, dim) for k in config.codebook_sizes)
         self.transformer = Transformer(config.transformer)
-        self.heads = nn.ModuleList(nn.Linear(dim, k) for k in config.codebook_sizes)
+        if config.depth is None:
+            self.heads = nn.ModuleList(nn.Linear(dim, k) for k in config.codebook_sizes)
+        else:
+            self.depth = DepthHead(config.depth, config.codebook_sizes, dim)
 
     @property
     def max_frames(self) -> int:
@@ -84,10 +92,16 @@ class TokenLM(nn.Module):
     def _begin(self, batch: int, device: torch.device) -> Tensor:
         return torch.tensor([k + 1 for k in self.config.codebook_sizes], device=device)[None, :, None].expand(batch, -1, 1)
 
-    def step_logits(self, steps: Tensor) -> list[Tensor]:
-        """Input tokens [B, Q, S'] -> per level logits [B, S', K_q] for the next step each."""
+    def step_logits(self, steps: Tensor, targets: Tensor | None = None) -> list[Tensor]:
+        """Input tokens [B, Q, S'] -> per level logits [B, S', K_q] for the next step each; a depth
+        model needs the ``targets`` [B, Q, S'] of those steps (its levels see the lower ones)."""
         hidden = self.transformer(self._embed(steps))
-        return [head(hidden) for head in self.heads]
+        if self.config.depth is None:
+            return [head(hidden) for head in self.heads]
+        b, q, s = targets.shape
+        top = torch.tensor(self.config.codebook_sizes, device=targets.device)[None, :, None] - 1
+        flat = torch.minimum(targets, top).permute(0, 2, 1).reshape(b * s, q)  # (empty places are not scored)
+        return [logits.view(b, s, -1) for logits in self.depth(hidden.reshape(b * s, -1), flat)]
 
     def forward(self, codes: Tensor, lengths: Tensor | None = None) -> LMOutput:
         """Teacher-forced logits and losses of codes [B, Q, T]; lengths [B] frames (default: all T).
@@ -104,7 +118,7 @@ class TokenLM(nn.Module):
         scored = (layout[None] >= 0) & (layout[None] < frame_limit[:, None, None])  # [B, Q, S]
         steps = torch.where(scored, steps, self._empty(codes.device)[None, :, None])
         inputs = torch.cat([self._begin(b, codes.device), steps[:, :, :-1]], dim=2)
-        logits = self.step_logits(inputs)
+        logits = self.step_logits(inputs, steps)
         step_of_frame = self.pattern.step_of_frame(t, codes.device)  # [Q, T]
         losses, accuracy, counts, frame_logits = [], [], [], []
         for level, level_logits in enumerate(logits):  # [B, S, K_q]
@@ -142,12 +156,21 @@ class TokenLM(nn.Module):
             for s in range(layout.shape[1]):
                 to_generate = [level for level in range(q) if int(layout[level, s]) >= p]
                 if to_generate:  # steps of prompt codes only are fed later, in one chunk with this one
-                    logits = self.step_logits(torch.cat(inputs[fed:] if use_cache else inputs, dim=2))
+                    fresh = torch.cat(inputs[fed:] if use_cache else inputs, dim=2)
                     fed = len(inputs)
-                for level in to_generate:
+
+                def choose(level: int, level_logits: Tensor) -> Tensor:
                     frame = int(layout[level, s])
                     history = codes[:, level, max(0, frame - sampling.repetition_window):frame]
-                    codes[:, level, frame] = sample(logits[level][:, -1], sampling, generator, history)
+                    return sample(level_logits, sampling, generator, history)
+
+                if to_generate and self.config.depth is not None:  # parallel: every level of frame s at once
+                    context = self.transformer(self._embed(fresh))[:, -1]
+                    codes[:, :, s] = self.depth.generate(context, choose)
+                elif to_generate:
+                    logits = self.step_logits(fresh)
+                    for level in to_generate:
+                        codes[:, level, layout[level, s]] = choose(level, logits[level][:, -1])
                 column = torch.where(layout[:, s] >= 0, codes[:, torch.arange(q), layout[:, s].clamp_min(0)],
                                      empty[None])
                 inputs.append(column[:, :, None])

@@ -51,6 +51,7 @@ class LMModelConfig:
     pattern: PatternName = "delay"
     n_q: int = 0  # codebook levels modelled (the first ones); 0: every level in the shards
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    depth: TransformerConfig | None = None  # a depth transformer over each frame's levels (pattern: parallel)
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,11 @@ def lm_config(config: TokenLMTrainConfig) -> TokenLMConfig:
     if config.model.transformer.max_steps < steps:
         raise CodecError(f"model.transformer.max_steps ({config.model.transformer.max_steps}) is below the "
                          f"{steps} steps of a {config.data.crop_frames}-frame crop.")
-    return TokenLMConfig(spec.codebook_sizes[:n_q], spec.frame_rate, config.model.pattern, config.model.transformer,
-                         index.tokenizer, index.tokenizer_fingerprint)
+    try:
+        return TokenLMConfig(spec.codebook_sizes[:n_q], spec.frame_rate, config.model.pattern, config.model.transformer,
+                             index.tokenizer, index.tokenizer_fingerprint, config.model.depth)
+    except ValueError as e:
+        raise CodecError(f"Invalid model config: {e}.") from None
 
 
 def is_held_out(utterance_id: str, fraction_of_256: int) -> bool:

@@ -113,3 +113,32 @@ def test_repetition_aware_sampling_breaks_loops():
     assert 0.08 < float((drawn != 0).float().mean()) < 0.2  # redrawn from the full distribution (p != 0: 0.13)
     fresh = torch.ones(1000, 10, dtype=torch.long)
     assert set(sample(logits, ras, g, fresh).tolist()) == {0}  # no repetition: nucleus as usual
+
+
+def _depth_lm() -> TokenLM:
+    torch.manual_seed(0)
+    small = TransformerConfig(dim=32, layers=1, heads=2, max_steps=256)
+    return TokenLM(TokenLMConfig(SIZES, 50.0, "parallel", small, depth=TransformerConfig(dim=16, layers=1, heads=2,
+                                                                                           max_steps=8)))
+
+
+def test_depth_transformer_generates_like_recomputation_and_learns():
+    model = _depth_lm().eval()
+    prompt = _codes(2, 4)
+    greedy = SamplingConfig(temperature=0)
+    cached = model.generate(prompt, 5, greedy)
+    assert torch.equal(cached, model.generate(prompt, 5, greedy, use_cache=False))
+    logits = model(cached).logits  # teacher forcing chooses the same codes, level by level
+    for level, level_logits in enumerate(logits):
+        assert torch.equal(level_logits[:, 4:].argmax(-1), cached[:, level, 4:])
+    model.train()
+    data = _codes(3, 16, seed=5)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = model(data).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss.detach()) < 0.2
+    with pytest.raises(ValueError, match="parallel pattern"):
+        TokenLMConfig(SIZES, 50.0, "delay", depth=TransformerConfig(dim=16, heads=2))
