@@ -1,0 +1,81 @@
+"""What every `codec` subcommand shares: one-sentence errors, the consoles, common options and
+the cached model loader (see cli.py and slm/cli.py)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import CodecError
+
+stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    stderr.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def cli_errors(command: Callable) -> Callable:
+    """Turn library errors into one line on stderr and a non-zero exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except CodecError as e:
+            raise fail(str(e)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted.", 130) from None
+        except Exception as e:  # noqa: BLE001 - last resort: never show a traceback to users
+            if os.environ.get("CODEC_DEBUG"):
+                raise
+            raise fail(f"unexpected {type(e).__name__}: {e} (set CODEC_DEBUG=1 for details).", 2) from None
+
+    return wrapper
+
+
+@dataclass
+class _LoadedModel:
+    """A model with the name and fingerprint that .cdc files record."""
+
+    model: object
+    name: str  # a registered name, or a model folder's name (never a local path)
+    path: Path | None  # the folder or file it was loaded from, if given as a path
+    fingerprint: str
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(spec: Optional[str], device: str) -> _LoadedModel:
+    from codec.audio import from_pretrained, model_fingerprint
+    from codec.audio.registry import DEFAULT_MODEL
+    from codec.devices import parse_device
+
+    model = from_pretrained(spec, parse_device(device))
+    name = spec or DEFAULT_MODEL
+    path = Path(name).expanduser()
+    if path.exists():  # files record the model's name, not where it lies on this machine
+        from codec.audio.pretrained import entry_for_file
+
+        path = path.resolve()
+        entry = entry_for_file(path) if path.is_file() else None
+        return _LoadedModel(model, entry.name if entry else path.name, path, model_fingerprint(model))
+    return _LoadedModel(model, name, None, model_fingerprint(model))
+
+
+Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
+Device = Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:N or auto.")]
+Output = Annotated[Optional[str], typer.Option("-o", "--output", show_default=False,
+                                               help="Output file for one input, or a folder for several.")]
+Workers = Annotated[int, typer.Option(min=1, help="Files coded at once, each in its own process.")]
+
+
