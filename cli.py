@@ -58,17 +58,18 @@ def _encode_file(src: Path, dst: Path, model: Optional[str], device: str, n_q: i
                  force: bool) -> None:
     from codec.audio.bitstream import CdcHeader, write_cdc
     from codec.audio.compress import encode_audio
-    from codec.audio.io import read_audio
+    from codec.audio.io import open_audio
 
     loaded = _load_model(model, device)
-    encoded = encode_audio(loaded.model, read_audio(src), n_q, downmix, batch_size=batch)
+    with open_audio(src) as reader:  # read block by block: any length in bounded memory
+        encoded = encode_audio(loaded.model, reader, n_q, downmix, batch_size=batch)
     write_cdc(dst, CdcHeader.for_encoded(encoded, loaded.name, loaded.fingerprint), encoded.codes, force)
 
 
 def _decode_file(src: Path, dst: Path, model: Optional[str], device: str, force: bool) -> None:
     from codec.audio.bitstream import read_cdc
-    from codec.audio.compress import decode_audio
-    from codec.audio.io import write_audio
+    from codec.audio.compress import decode_stream
+    from codec.audio.io import write_blocks
 
     header, codes = read_cdc(src)
     try:
@@ -81,7 +82,7 @@ def _decode_file(src: Path, dst: Path, model: Optional[str], device: str, force:
                          f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
     codec = loaded.model
     header.check_model(codec.config.token_spec, codec.sample_rate, codec.channels, source=f"Input file '{src}'")
-    write_audio(dst, decode_audio(loaded.model, header.encoded(codes)).samples, header.original_sample_rate, force)
+    write_blocks(dst, decode_stream(codec, header.encoded(codes)), header.original_sample_rate, force)
 
 
 @app.command()

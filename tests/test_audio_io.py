@@ -12,8 +12,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec.audio import io as audio_io
-from codec.audio.io import Audio, read_audio, resample, to_channels, write_audio
+from codec.audio import reader as audio_reader
+from codec.audio.io import Audio, open_audio, read_audio, resample, to_channels, write_audio, write_blocks
+from codec.audio.resample import Resampler, resampled_length, uses_sinc
 from codec.files import atomic_write, check_writable
 from codec.errors import CodecError
 
@@ -216,11 +217,11 @@ def test_write_unwritable_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_write(file, data, *args, **kwargs) -> None:
-        Path(file).write_bytes(b"RIFF partial")
+    def broken_write(self, data) -> None:
+        Path(self.name).write_bytes(b"RIFF partial")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(audio_io.sf, "write", broken_write)
+    monkeypatch.setattr(sf.SoundFile, "write", broken_write)
     with pytest.raises(CodecError, match="disk full"):
         write_audio(tmp_path / "a.wav", torch.zeros(1, 10), 16000)
     assert list(tmp_path.iterdir()) == []
@@ -261,5 +262,175 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(audio_io, "open", denied, raising=False)
+    monkeypatch.setattr(audio_reader, "open", denied, raising=False)  # past check_readable: the header checks
     assert "permission denied" in _error(path)
+
+
+# --- hardening: streamed WAVs, coprime rates, bounded memory --------------------------------
+
+
+def _streamed_wav(path: Path, pcm: np.ndarray, riff_size: int | None, trailer: bytes = b"") -> None:
+    """A 16-bit mono 8 kHz WAV whose data chunk size is 0, as a recorder writes the header
+    before it knows the length; riff_size None: the true size."""
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 0) + pcm.tobytes() + trailer
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body) if riff_size is None else riff_size) + body)
+
+
+def test_wav_with_zero_data_size_is_read_to_its_end(tmp_path: Path) -> None:
+    x = (_signal(8000, 1)[:, 0] * 32767).astype("<i2")
+    for riff_size in (None, 0):
+        path = tmp_path / f"streamed_{riff_size}.wav"
+        _streamed_wav(path, x, riff_size)
+        audio = read_audio(path)
+        assert (audio.sample_rate, audio.num_samples) == (8000, len(x))
+        np.testing.assert_allclose(audio.samples[0].numpy(), x / 32768, atol=1e-6)
+        with open_audio(path) as reader:
+            assert torch.equal(torch.cat(list(reader.blocks(500)), dim=-1), audio.samples)
+    # an odd byte at the end (a cut recording) is not a sample; an empty data chunk followed
+    # by other chunks holds no samples
+    _streamed_wav(tmp_path / "odd.wav", x, None, b"\x01")
+    assert read_audio(tmp_path / "odd.wav").num_samples == len(x)
+    _streamed_wav(tmp_path / "empty.wav", x[:0], None, b"LIST" + struct.pack("<I", 4) + b"INFO")
+    assert "contains no audio samples" in _error(tmp_path / "empty.wav")
+
+
+def test_reader_gives_the_file_in_blocks(tmp_path: Path) -> None:
+    x = _signal(16000, 3, seconds=1.0)
+    sf.write(tmp_path / "a.flac", x, 16000, subtype="PCM_24")
+    whole = read_audio(tmp_path / "a.flac").samples
+    with open_audio(tmp_path / "a.flac") as reader:
+        assert (reader.sample_rate, reader.channels, reader.frames) == (16000, 3, 16000)
+        blocks = list(reader.blocks(5000))
+        assert [b.shape for b in blocks] == [(3, 5000)] * 3 + [(3, 1000)] and reader.num_samples == 16000
+        assert all(b.dtype == torch.float32 and b.is_contiguous() for b in blocks)
+        assert torch.equal(torch.cat(blocks, dim=-1), whole)
+        assert torch.equal(torch.cat(list(reader.blocks(7000)), dim=-1), whole)  # again, from the start
+    # a NaN far into the file is found when its block is read; a cut FLAC at the end
+    y = _signal(16000, 1, seconds=2.0)
+    y[25000, 0] = np.nan
+    sf.write(tmp_path / "nan.wav", y, 16000, subtype="FLOAT")
+    with open_audio(tmp_path / "nan.wav") as reader:
+        blocks = reader.blocks(10000)
+        assert next(blocks).shape == (1, 10000) and next(blocks).shape == (1, 10000)
+        with pytest.raises(CodecError, match="NaN or infinite"):
+            next(blocks)
+    sf.write(tmp_path / "long.flac", _signal(16000, 1, seconds=20.0), 16000)
+    data = (tmp_path / "long.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
+    with open_audio(tmp_path / "cut.flac") as reader, pytest.raises(CodecError, match="truncated"):
+        for _ in reader.blocks():
+            pass
+
+
+def test_write_blocks_as_they_come(tmp_path: Path) -> None:
+    x = torch.from_numpy(_signal(16000, 2, seconds=1.0).T.copy())
+    write_audio(tmp_path / "whole.wav", x, 16000)
+    frames = write_blocks(tmp_path / "blocks.wav", iter(x.split(3000, dim=-1)), 16000)
+    assert frames == 16000
+    assert (tmp_path / "whole.wav").read_bytes() == (tmp_path / "blocks.wav").read_bytes()
+    # Opus cannot store 44.1 kHz: resampled to 48 kHz on the way, block by block
+    y = torch.from_numpy(_signal(44100, 1, seconds=1.0).T.copy())
+    write_blocks(tmp_path / "a.opus", y.split(10000, dim=-1), 44100)
+    back = read_audio(tmp_path / "a.opus")
+    assert back.sample_rate == 48000 and abs(back.num_samples - 48000) <= 2048
+
+    def failing():  # the decoder fails half-way: nothing is left behind
+        yield x[:, :8000]
+        raise CodecError("the model failed")
+
+    with pytest.raises(CodecError, match="the model failed"):
+        write_blocks(tmp_path / "c.wav", failing(), 16000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.opus", "blocks.wav", "whole.wav"]
+
+
+def _sine(sr: int, seconds: float, freq: float, amp: float) -> torch.Tensor:
+    t = torch.arange(round(sr * seconds), dtype=torch.float64) / sr
+    return (amp * torch.sin(2 * math.pi * freq * t)).float()
+
+
+@pytest.mark.parametrize("orig, new", [(44100, 16000), (16000, 48000), (44101, 16000), (16000, 44101)])
+def test_resampler_streams_like_one_pass(orig: int, new: int) -> None:
+    """Any cut into blocks gives the same samples (bitwise), those of one pass of ``resample``."""
+    x = torch.stack([_sine(orig, 1.3, 440, 0.5), _sine(orig, 1.3, 1000, 0.25)])
+    whole = resample(x, orig, new)
+    assert whole.shape == (2, resampled_length(x.shape[-1], orig, new))
+    outputs = []
+    for sizes in ([x.shape[-1]], [1, 7, 999, 65536, 100000], [12345] * 10):
+        stream = Resampler(orig, new, 2)
+        cuts = torch.tensor(sizes).cumsum(0).clamp(max=x.shape[-1]).tolist()
+        pieces = [stream.push(x[:, a:b]) for a, b in zip([0] + cuts, cuts + [x.shape[-1]])]
+        outputs.append(torch.cat(pieces + [stream.finish()], dim=-1))
+    assert all(torch.equal(out, outputs[0]) for out in outputs)
+    if uses_sinc(orig, new):  # torchaudio in one pass: the same up to float rounding
+        torch.testing.assert_close(outputs[0], whole, atol=1e-5, rtol=0)
+    else:  # soxr's stream is its one-shot result
+        assert not uses_sinc(orig, new) and torch.equal(outputs[0], whole)
+
+
+_RESAMPLE_CHILD = """
+import math
+from codec.audio.io import resample
+orig, new = {orig}, {new}
+t = torch.arange(orig, dtype=torch.float64) / orig
+x = (0.5 * torch.sin(2 * math.pi * 1000 * t)).float()[None]  # 1 s, 1 kHz, amplitude 0.5
+base = start(1 << 30)
+y = resample(x, orig, new)[0]
+growth = peak_growth(base)
+t2 = torch.arange(y.shape[-1], dtype=torch.float64) / new
+inner = slice(new // 20, -new // 20)  # away from the edges
+error = (y.double() - 0.5 * torch.sin(2 * math.pi * 1000 * t2))[inner].abs().max().item()
+rms = y[inner].double().pow(2).mean().sqrt().item()
+spectrum = torch.fft.rfft(y[inner].double()).abs()
+peak_hz = spectrum.argmax().item() * new / (2 * (spectrum.shape[0] - 1))
+print(json.dumps(dict(growth=growth, length=y.shape[-1], error=error, rms=rms, peak_hz=peak_hz)))
+"""
+
+
+@pytest.mark.parametrize("orig, new", [(44101, 16000), (999983, 16000), (16000, 44101)])
+def test_coprime_rates_resample_in_bounded_memory(orig: int, new: int) -> None:
+    """torchaudio's kernel for 44,101 -> 16,000 Hz is 2.8 GB (999,983 Hz: 64 GB); a 1 s signal
+    must take a few MB, and still be a sine of the same frequency and amplitude."""
+    from .test_long_inputs import run_child
+
+    out = run_child(_RESAMPLE_CHILD.format(orig=orig, new=new))
+    assert out["growth"] < 64 << 20, out
+    assert out["length"] == new
+    assert abs(out["peak_hz"] - 1000) < 2 and out["error"] < 1e-3 and abs(out["rms"] - 0.5 / math.sqrt(2)) < 1e-3
+
+
+_READ_CHILD = """
+import soundfile as sf
+import numpy as np
+from codec.audio.io import read_audio
+path = sys.argv[1]
+base = start(1 << 30)
+audio = read_audio(path)
+print(json.dumps(dict(growth=peak_growth(base), shape=list(audio.samples.shape))))
+"""
+
+
+def test_read_audio_holds_the_samples_once(tmp_path: Path) -> None:
+    """No whole-file NaN mask, no list of blocks joined at the end: the float32 samples plus a block."""
+    from .test_long_inputs import run_child
+
+    path = tmp_path / "long.wav"
+    frames, rng = 5_000_000, np.random.default_rng(0)
+    with sf.SoundFile(path, "w", 16000, 2, "PCM_16") as f:
+        for _ in range(frames // 500_000):
+            f.write((0.1 * rng.standard_normal((500_000, 2))).astype(np.float32))
+    out = run_child(_READ_CHILD, str(path))
+    size = frames * 2 * 4  # float32 samples: 40 MB
+    assert out["shape"] == [2, frames] and out["growth"] < size + (16 << 20), out  # before: 3 x size
+
+
+def test_usual_rates_keep_torchaudio() -> None:
+    """Between the usual rates, resampling is torchaudio's, exactly as before; soxr only where its
+    kernel would be large."""
+    from torchaudio.functional import resample as ta_resample
+
+    rates = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000]
+    assert all(uses_sinc(a, b) for a in rates for b in rates)
+    x = torch.from_numpy(_signal(44100, 2).T.copy())
+    assert torch.equal(resample(x, 44100, 16000), ta_resample(x, 44100, 16000))
+    assert not uses_sinc(44101, 16000) and not uses_sinc(16000, 44101) and not uses_sinc(999983, 16000)
