@@ -23,6 +23,17 @@ def _codes(b: int, t: int, seed: int = 1) -> torch.Tensor:
     return torch.stack([torch.randint(0, k, (b, t), generator=g) for k in SIZES], 1)
 
 
+def _fit(model: TokenLM, data: torch.Tensor, steps: int = 150) -> float:
+    """Train on ``data`` alone (memorise it); the last loss."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = model(data).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
+
+
 @pytest.mark.parametrize("pattern", ["parallel", "delay", "flatten"])
 @torch.no_grad()
 def test_a_padded_item_scores_as_it_would_alone(pattern):
@@ -58,17 +69,10 @@ def test_cached_greedy_generation_equals_recomputation(pattern):
 
 
 def test_a_tiny_model_memorises_and_continues_its_sequences():
-    torch.manual_seed(0)
     model = _lm("delay")
     data = _codes(3, 24, seed=7)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = model(data).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    assert _fit(model, data) < 0.1
     model.eval()
-    assert float(loss.detach()) < 0.1
     continued = model.generate(data[:, :, :8], 16, SamplingConfig(temperature=0))
     assert (continued == data).float().mean() > 0.95
 
@@ -132,13 +136,6 @@ def test_depth_transformer_generates_like_recomputation_and_learns():
     for level, level_logits in enumerate(logits):
         assert torch.equal(level_logits[:, 4:].argmax(-1), cached[:, level, 4:])
     model.train()
-    data = _codes(3, 16, seed=5)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = model(data).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert float(loss.detach()) < 0.2
+    assert _fit(model, _codes(3, 16, seed=5)) < 0.2
     with pytest.raises(ValueError, match="parallel pattern"):
         TokenLMConfig(SIZES, 50.0, "delay", depth=TransformerConfig(dim=16, heads=2))

@@ -166,7 +166,7 @@ def _encode_segmented(model: AudioCodec, inputs: _ModelInput, n_q: int, chunk_se
     """Model input cut on the model's segment grid -> (codes [S, Q, F], grid, scales [S, N] or None).
 
     Consecutive segments of equal length are coded ``batch_size`` at a time, the batches of
-    ``segments.encode_segments``: the same codes.
+    ``tests/segment_reference.py``: the same codes.
     """
     device = next(model.parameters()).device
     normalize = model.config.normalize

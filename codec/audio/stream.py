@@ -5,7 +5,7 @@ stream of blocks [..., n] into pieces of exactly ``size`` samples (the last one 
 ``SegmentWindow`` cuts it into the overlapping segments of a ``SegmentGrid`` as soon as each
 is complete, and ``blend_segments`` is the streaming inverse: decoded segments in, the
 cross-faded audio out as soon as no later segment overlaps it. Each gives exactly (bitwise)
-what slicing or ``segments.decode_segments`` gives on the whole signal, whatever the blocks::
+what slicing or the whole-signal reference (tests/segment_reference.py) gives, whatever the blocks::
 
     stream:   |--b0--|---b1---|-b2-|------b3------|...
     segments: [0, segment)  [stride, stride + segment)  [2 stride, ...)  ...
@@ -81,7 +81,7 @@ class SegmentWindow:
 def blend_segments(model: AudioCodec, codes: torch.Tensor, grid: SegmentGrid,
                    scales: torch.Tensor | None) -> Iterator[torch.Tensor]:
     """(codes [S, Q, F], scales [S, N] or None) -> audio [S, C, n] blocks whose concatenation
-    is ``decode_segments`` bitwise: the same products and sums, in the same order, each
+    is the reference decoder bitwise: the same products and sums, in the same order, each
     output sample emitted once no later segment covers it."""
     spans, frames = grid.spans(), grid.frames(model.hop_length)
     if len(spans) == 1:
