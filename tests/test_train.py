@@ -42,6 +42,8 @@ from .corpora import CORPORA, speech_pieces
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*/*.yaml"))
+CODEC_RECIPES = [p for p in RECIPES if yaml.safe_load(p.read_text()).get("task", "audio_codec") == "audio_codec"]
+LM_RECIPES = [p for p in RECIPES if p not in CODEC_RECIPES]
 
 TINY_MODEL = {"sample_rate": 16000,
               "seanet": {"n_filters": 4, "dimension": 16, "ratios": [4, 2, 2], "lstm_layers": 1},
@@ -90,12 +92,19 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], 
 
 # --- config -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=[f"{p.parent.name}/{p.name}" for p in RECIPES])
+@pytest.mark.parametrize("recipe", CODEC_RECIPES, ids=[f"{p.parent.name}/{p.name}" for p in CODEC_RECIPES])
 def test_every_recipe_is_a_valid_config(recipe):
     config = load_train_config(yaml.safe_load(recipe.read_text()), data_dir="/data")
     assert config.data.corpus == recipe.parent.name and config.data.data_dir == "/data"
     assert (recipe.parent / "README.md").is_file()
     assert f"codec train recipes/{recipe.parent.name}/{recipe.name}" in (recipe.parent / "README.md").read_text()
+
+
+@pytest.mark.parametrize("recipe", LM_RECIPES, ids=[f"{p.parent.name}/{p.name}" for p in LM_RECIPES])
+def test_every_lm_recipe_is_a_valid_config(recipe):
+    config = load_train_config(yaml.safe_load(recipe.read_text()), ["data.shards=/tokens"])
+    assert config.task == "token_lm" and config.data.shards == "/tokens"
+    assert len(LM_RECIPES) >= 2
 
 
 def test_overrides_are_typed_and_validated():
