@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,11 +36,13 @@ def tokenize(  # `codec tokenize`: cli.py registers it on the main app
     if n_q is not None and not 1 <= n_q <= spec.n_q:
         raise CodecError(f"--n-q must be between 1 and {spec.n_q} for this model, got {n_q}.")
     sources = find_sources(data, out)
-    with Progress(console=stderr) as progress:
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 reports for all
+    with Progress(console=stderr, disable=not main_process) as progress:
         task = progress.add_task("shards", total=-(-len(sources) // shard_size))
         index = run_tokenize(sources, out, model, device, n_q, shard_size, workers, lambda: progress.advance(task))
-    stdout.print(f"wrote {index.num_utterances} utterances ({index.hours:.2f} h, {index.num_frames} frames of "
-                 f"{index.token_spec.n_q} codes) in {len(index.shards)} shards to {out}", markup=False)
+    if main_process:
+        stdout.print(f"wrote {index.num_utterances} utterances ({index.hours:.2f} h, {index.num_frames} frames of "
+                     f"{index.token_spec.n_q} codes) in {len(index.shards)} shards to {out}", markup=False)
 
 
 @app.command("train")

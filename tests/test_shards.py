@@ -100,3 +100,23 @@ def test_tokenize_a_manifest_and_bad_sources(tmp_path, tiny_model_dir):
     (tmp_path / "t" / "index.json").write_text("{")
     with pytest.raises(CodecError, match="not a valid shard index"):
         read_index(tmp_path / "t")
+
+
+@pytest.mark.slow
+def test_tokenize_under_torchrun_splits_the_shards(tmp_path, tiny_model_dir):
+    import subprocess
+    import sys
+
+    corpus = _corpus(tmp_path / "corpus")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "cli",
+                             "tokenize", "--data", str(corpus), "--out", str(tmp_path / "tokens"), "--model",
+                             str(tiny_model_dir), "--shard-size", "2"], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("wrote 5 utterances") == 1  # rank 0 reports
+    index, items = load_utterances(tmp_path / "tokens")
+    assert [s.utterances for s in index.shards] == [2, 2, 1] and [u.id for u, _ in items] == [f"clip{i}" for i in range(5)]
+    alone = tmp_path / "alone"
+    assert runner.invoke(cli.app, ["tokenize", "--data", str(corpus), "--out", str(alone), "--model",
+                                   str(tiny_model_dir), "--shard-size", "2"]).exit_code == 0
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(items, load_utterances(alone)[1]))
