@@ -186,6 +186,7 @@ def write_report(out: Path, bits: dict[str, torch.Tensor], frame_rate: float, ac
     width = 0.8 / len(bits)
     for i, (name, values) in enumerate(bits.items()):
         ax.bar([q + i * width for q in levels], values.tolist(), width, label=name)
+    ax.set_xticks([q + width * (len(bits) - 1) / 2 for q in levels], [str(q) for q in levels])
     ax.set(xlabel="codebook level", ylabel="bits per token (held out)", title="likelihood per level")
     ax.legend()
     if judged:
