@@ -138,6 +138,11 @@ def slm_eval(
     test: Annotated[Optional[Path], typer.Option(help="Held-out shards (default: the training run's held-out utterances).")] = None,
     pairs: Annotated[Optional[list[Path]], typer.Option(help="pairs.jsonl or a ZeroSpeech-style folder (repeatable).")] = None,
     valid_utterances: Annotated[int, typer.Option(help="Held-out utterances when --test is not given.")] = 16,
+    prompts: Annotated[Optional[Path], typer.Option(help="Prompt audio (folder or manifest; speaker = its folder "
+                                                          "unless the manifest says) for continuation speaker similarity.")] = None,
+    num_prompts: Annotated[int, typer.Option(help="Prompts to continue (spread over speakers).")] = 16,
+    prompt_seconds: Annotated[float, typer.Option(help="Seconds of each prompt kept.")] = 1.0,
+    continue_seconds: Annotated[float, typer.Option(help="Seconds generated after each prompt.")] = 2.0,
     codec_model: Annotated[Optional[str], typer.Option("--codec", help="The LM's codec, if not found by name.")] = None,
     force: Force = False,
     device: Device = "cpu",
@@ -174,6 +179,20 @@ def slm_eval(
         codec = load_codec_for(lm, codec_model, target)
         for source in pairs:
             accuracies += judge_pairs(lm, codec, read_pairs(source))
-    table = write_report(out, bits, lm.config.frame_rate, accuracies, force=True)
+    continuation = None
+    if prompts is not None:
+        from slm.eval import continuation_speakers
+        from slm.sampling import SamplingConfig
+        from slm.tokenize import find_sources
+
+        codec = load_codec_for(lm, codec_model, target)
+        by_speaker: dict[str, list] = {}
+        for source in find_sources(prompts):
+            by_speaker.setdefault(source.speaker or source.path.parent.name, []).append(source.path)
+        chosen = [(paths[i], speaker) for i in range(num_prompts) for speaker, paths in sorted(by_speaker.items())
+                  if i < len(paths)][:num_prompts]
+        continuation = continuation_speakers(lm, codec, chosen, prompt_seconds, continue_seconds,
+                                             SamplingConfig(top_k=50, repetition_window=10))
+    table = write_report(out, bits, lm.config.frame_rate, accuracies, continuation, force=True)
     stdout.print(table, markup=False)
     stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png", markup=False)

@@ -74,3 +74,27 @@ def test_slm_eval_report(tmp_path, tiny_model_dir):
     assert (tmp_path / "report" / "plot.png").stat().st_size > 1000
     again = runner.invoke(cli.app, args)
     assert again.exit_code == 1 and "--force" in again.stderr
+
+
+def test_continuation_speaker_similarity(tmp_path, tiny_model_dir):
+    shards = _shards(tmp_path, tiny_model_dir)
+    recipe = tmp_path / "lm.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "task": "token_lm", "steps": 2, "batch_size": 2, "valid_every": 2, "checkpoint_every": 2,
+        "model": {"transformer": {"dim": 32, "layers": 1, "heads": 2, "max_steps": 128}},
+        "data": {"shards": str(shards), "valid_utterances": 2, "crop_frames": 40}}))
+    assert runner.invoke(cli.app, ["slm", "train", str(recipe), "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    prompts = tmp_path / "prompts"
+    for speaker in ("a", "b"):
+        (prompts / speaker).mkdir(parents=True)
+        for i in range(2):
+            sf.write(prompts / speaker / f"{speaker}{i}.wav",
+                     (0.2 * np.random.default_rng(i).standard_normal(1600)).astype(np.float32), 16000)
+    result = runner.invoke(cli.app, ["slm", "eval", "--checkpoint", str(tmp_path / "run" / "best"), "--shards",
+                                     str(shards), "--out", str(tmp_path / "r"), "--valid-utterances", "2",
+                                     "--prompts", str(prompts), "--num-prompts", "4", "--prompt-seconds", "0.05",
+                                     "--continue-seconds", "0.03"])
+    assert result.exit_code == 0, result.stderr
+    similarity = json.loads((tmp_path / "r" / "results.json").read_text())["continuation_speaker_similarity"]
+    assert set(similarity) == {"own prompt", "another speaker's prompt"}
+    assert all(-1 <= v["mean"] <= 1 for v in similarity.values())

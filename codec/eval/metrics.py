@@ -178,6 +178,13 @@ def speaker_similarity(ref: Any, deg: Any, sr: int) -> float:
     return float(torch.nn.functional.cosine_similarity(emb[0], emb[1], dim=0))
 
 
+def speaker_embedding(audio: Any, sr: int) -> torch.Tensor:
+    """GE2E utterance embedding [D] of one clip [T] of any length (compare with cosine similarity)."""
+    x = torch.as_tensor(_resample(np.asarray(audio, dtype=np.float32), sr, MODEL_RATE))
+    with torch.no_grad():
+        return _ge2e().embed(x[None, None])[0]
+
+
 @functools.lru_cache(maxsize=1)
 def _crepe() -> PitchLoss:
     return PitchLoss(MODEL_RATE, "tiny", hop_ms=F0_HOP_MS, min_std=1e-10).eval()  # torchcrepe's floor
