@@ -3,6 +3,8 @@
     OUT/train/<voice>/<id>.wav (+ .txt)     training voices (codec/data/tts.py VOICES minus HELD_OUT)
     OUT/heldout/<voice>/<id>.wav (+ .txt)   held-out voices, other sentences: evaluation only
     OUT/pairs/<kind>/<n>_{good,bad}.wav     minimal pairs (lexical, syntactic) read by held-out voices
+    OUT/pairs_seen/<kind>/...               the same pairs read by training voices (pairs_seen.jsonl):
+                                            how much of a failure is the unseen voice
     OUT/manifest.jsonl                      {"path", "id", "text", "speaker", "split"} per utterance
     OUT/pairs.jsonl                         {"kind", "good", "bad", "good_path", "bad_path", "speaker"}
 
@@ -72,15 +74,16 @@ def build_corpus(out: Path, minutes: float, pairs: int = 200, seed: int = 0, wor
             path = out / split / voice.id / f"{uid}.wav"
             jobs.append(Job(path, voice, text))
             rows.append({"path": str(path.relative_to(out)), "id": uid, "text": text, "speaker": voice.id, "split": split})
-    pair_rows = []
+    pair_rows: dict[str, list[dict]] = {"pairs": [], "pairs_seen": []}
     for n in range(pairs):
         for pair in (grammar.lexical_pair(), grammar.syntactic_pair()):
-            voice = held_voices[n % len(held_voices)]
-            paths = {side: out / "pairs" / pair.kind / f"{n:05d}_{side}.wav" for side in ("good", "bad")}
-            jobs += [Job(paths["good"], voice, pair.good), Job(paths["bad"], voice, pair.bad)]
-            pair_rows.append({"kind": pair.kind, "good": pair.good, "bad": pair.bad, "speaker": voice.id,
-                              "good_path": str(paths["good"].relative_to(out)),
-                              "bad_path": str(paths["bad"].relative_to(out))})
+            for folder, voices in (("pairs", held_voices), ("pairs_seen", train_voices)):
+                voice = voices[n % len(voices)]
+                paths = {side: out / folder / pair.kind / f"{n:05d}_{side}.wav" for side in ("good", "bad")}
+                jobs += [Job(paths["good"], voice, pair.good), Job(paths["bad"], voice, pair.bad)]
+                pair_rows[folder].append({"kind": pair.kind, "good": pair.good, "bad": pair.bad, "speaker": voice.id,
+                                          "good_path": str(paths["good"].relative_to(out)),
+                                          "bad_path": str(paths["bad"].relative_to(out))})
     seconds: dict[str, float] = {}
     with ThreadPoolExecutor(max(1, workers)) as pool:  # the engines run as subprocesses: threads suffice
         for job, duration in zip(jobs, pool.map(_run, jobs)):
@@ -88,7 +91,8 @@ def build_corpus(out: Path, minutes: float, pairs: int = 200, seed: int = 0, wor
             seconds[split] = seconds.get(split, 0.0) + duration
             advance()
     _write_lines(out / "manifest.jsonl", rows)
-    _write_lines(out / "pairs.jsonl", pair_rows)
+    for folder, lines in pair_rows.items():
+        _write_lines(out / f"{folder}.jsonl", lines)
     return {split: s / 60 for split, s in seconds.items()}
 
 
@@ -99,4 +103,4 @@ def _write_lines(path: Path, rows: list[dict]) -> None:
 
 def count_jobs(minutes: float, pairs: int, heldout_fraction: float = 0.1) -> int:
     count = max(1, round(minutes * 60 * WORDS_PER_SECOND / 7))
-    return count + max(1, round(count * heldout_fraction)) + 4 * pairs
+    return count + max(1, round(count * heldout_fraction)) + 8 * pairs

@@ -37,7 +37,7 @@ def test_held_out_voices_exist():
                     reason="needs the TTS engines espeak-ng, flite and festival (apt-get install espeak-ng flite festival)")
 def test_a_small_corpus(tmp_path):
     made = build_corpus(tmp_path, minutes=0.3, pairs=2, seed=1, workers=2)
-    assert set(made) == {"train", "heldout", "pairs"} and made["train"] > 0.1
+    assert set(made) == {"train", "heldout", "pairs", "pairs_seen"} and made["train"] > 0.1
     rows = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["split"] == "train"]
     heldout = [r for r in rows if r["split"] == "heldout"]
@@ -48,7 +48,10 @@ def test_a_small_corpus(tmp_path):
         assert info.samplerate == 16000 and info.channels == 1 and info.duration > 0.3
         assert (tmp_path / r["path"]).with_suffix(".txt").read_text().strip() == r["text"]
     pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
-    assert [p["kind"] for p in pairs] == ["lexical", "syntactic"] * 2
+    assert [p["kind"] for p in pairs] == ["lexical", "syntactic"] * 2 and {p["speaker"] for p in pairs} <= HELD_OUT
+    seen = [json.loads(line) for line in (tmp_path / "pairs_seen.jsonl").read_text().splitlines()]
+    assert [(p["good"], p["bad"]) for p in seen] == [(p["good"], p["bad"]) for p in pairs]
+    assert not {p["speaker"] for p in seen} & HELD_OUT
     first = (tmp_path / rows[0]["path"]).stat().st_mtime_ns
     assert build_corpus(tmp_path, minutes=0.3, pairs=2, seed=1) == pytest.approx(made)  # resumed: nothing redone
     assert (tmp_path / rows[0]["path"]).stat().st_mtime_ns == first
