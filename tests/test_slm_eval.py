@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import cli
 from slm.eval import Accuracy, ngram_bits, read_pairs
 
-from .test_slm_train import _shards
+from .test_slm_train import _shards, quick_lm
 
 runner = CliRunner()
 
@@ -78,12 +78,7 @@ def test_slm_eval_report(tmp_path, tiny_model_dir):
 
 def test_continuation_speaker_similarity(tmp_path, tiny_model_dir):
     shards = _shards(tmp_path, tiny_model_dir)
-    recipe = tmp_path / "lm.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "task": "token_lm", "steps": 2, "batch_size": 2, "valid_every": 2, "checkpoint_every": 2,
-        "model": {"transformer": {"dim": 32, "layers": 1, "heads": 2, "max_steps": 128}},
-        "data": {"shards": str(shards), "valid_utterances": 2, "crop_frames": 40}}))
-    assert runner.invoke(cli.app, ["slm", "train", str(recipe), "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    quick_lm(tmp_path, shards, steps=2)
     prompts = tmp_path / "prompts"
     for speaker in ("a", "b"):
         (prompts / speaker).mkdir(parents=True)

@@ -73,14 +73,19 @@ def test_token_lm_config_errors(tmp_path):
     assert result.exit_code == 1 and "codec tokenize" in result.stderr
 
 
-def test_generate_continues_prompts_with_the_lms_codec(tmp_path, tiny_model_dir):
-    shards = _shards(tmp_path, tiny_model_dir)
+def quick_lm(tmp_path, shards, steps: int = 4):
+    """A barely trained one-layer LM on ``shards``: its best/ folder."""
     recipe = tmp_path / "lm.yaml"
     recipe.write_text(yaml.safe_dump({
-        "task": "token_lm", "steps": 4, "batch_size": 4, "valid_every": 4, "checkpoint_every": 4,
+        "task": "token_lm", "steps": steps, "batch_size": 4, "valid_every": steps, "checkpoint_every": steps,
         "model": {"transformer": {"dim": 32, "layers": 1, "heads": 2, "max_steps": 128}},
         "data": {"shards": str(shards), "valid_utterances": 2, "crop_frames": 40}}))
     assert runner.invoke(cli.app, ["slm", "train", str(recipe), "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    return tmp_path / "run" / "best"
+
+
+def test_generate_continues_prompts_with_the_lms_codec(tmp_path, tiny_model_dir):
+    quick_lm(tmp_path, _shards(tmp_path, tiny_model_dir))
     prompts = []
     for i, seconds in enumerate((0.05, 0.08)):
         prompts.append(tmp_path / f"p{i}.wav")
