@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 import random
 import re
 import resource
-import struct
 import sys
 import time
 import tracemalloc
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,13 +33,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from codec.audio.bitstream import MAGIC, CdcHeader, decode_cdc, encode_cdc  # noqa: E402
+from codec.audio.bitstream import CdcHeader, decode_cdc, encode_cdc  # noqa: E402
 from codec.audio.segments import SegmentGrid  # noqa: E402
 from codec.errors import CodecError  # noqa: E402
+from tests.cdc_forgery import FIELDS, fit_payload, join, split, with_crc  # noqa: E402
 
-FIELDS = ["model", "model_fingerprint", "sample_rate", "frame_rate", "original_sample_rate", "channels",
-          "num_samples", "num_frames", "codebook_sizes", "segment_samples", "segment_stride",
-          "model_num_samples", "normalized"]
 RAW_JSON = ["1" + "0" * 400, "-" + "1" * 400, "1e999", "-1e999", "1e-999", "5e-324", "1" + "0" * 5000, "NaN",
             "Infinity", "[" * 3000 + "]" * 3000, "{" * 50, '"\\ud800"', "[" + "2," * 2000 + "2]", "-0.0"]
 MAX_FITTED_BYTES = 1 << 20  # payloads fitted to a forged header, at most
@@ -73,24 +68,6 @@ def seed_files() -> dict[str, bytes]:
     return seeds
 
 
-def _with_crc(body: bytes) -> bytes:
-    return body + struct.pack(">I", zlib.crc32(body))
-
-
-def _split(data: bytes) -> tuple[dict, bytes]:
-    """A file -> (its JSON header, the bytes after it without the CRC); ValueError if unreadable."""
-    length = struct.unpack(">I", data[5:9])[0]
-    meta = json.loads(data[9:9 + length])
-    if not isinstance(meta, dict):
-        raise ValueError("not an object")
-    return meta, data[9 + length:-4]
-
-
-def _join(meta: str, rest: bytes) -> bytes:
-    blob = meta.encode("utf-8", "surrogatepass")
-    return _with_crc(MAGIC + b"\x01" + struct.pack(">I", len(blob)) + blob + rest)
-
-
 def _hostile(rng: random.Random) -> object:
     return rng.choice([
         lambda: rng.randint(-(2**70), 2**70), lambda: rng.choice([0, -1, 1, 2**31, 2**32, 2**48, 2**63, 2**64]),
@@ -104,20 +81,6 @@ def _hostile(rng: random.Random) -> object:
     ])()
 
 
-def _fit_payload(data: bytes) -> bytes:
-    """A self-consistent forged header gets the payload length it implies (when small enough)."""
-    try:
-        meta, rest = _split(data)
-        header = CdcHeader(**{**meta, "codebook_sizes": tuple(meta["codebook_sizes"])})
-        header.validate(with_scales=False)
-    except (ValueError, TypeError, KeyError, RecursionError):
-        return data
-    size = math.ceil(header.payload_bits / 8) + 4 * header.num_scales
-    if size > MAX_FITTED_BYTES:
-        return data
-    return _join(json.dumps(meta), (rest + bytes(size))[:size])
-
-
 def mutate(data: bytes, seeds: list[bytes], rng: random.Random) -> bytes:
     """One mutation of a valid file, its checksum usually recomputed."""
     kind = rng.choice(["flip", "byte", "truncate", "insert", "delete", "splice", "field", "field", "field",
@@ -125,7 +88,7 @@ def mutate(data: bytes, seeds: list[bytes], rng: random.Random) -> bytes:
     body = bytearray(data[:-4])
     at = rng.randrange(len(body) + 1)
     if kind in ("field", "raw", "drop", "add", "grid"):
-        meta, rest = _split(data)
+        meta, rest = split(data)
         field = rng.choice(FIELDS)
         if kind == "grid":  # a segment grid of any size and overlap, lengths to match or not
             segment = rng.randint(1, 1 << rng.randint(1, 20))
@@ -145,8 +108,8 @@ def mutate(data: bytes, seeds: list[bytes], rng: random.Random) -> bytes:
             text = json.dumps({k: v for k, v in meta.items() if k != field})
         else:
             text = json.dumps({**meta, rng.choice(["extra", "scales", ""]): 1})
-        forged = _join(text, rest)
-        return _fit_payload(forged) if rng.random() < 0.5 else forged
+        forged = join(text, rest)
+        return fit_payload(forged, MAX_FITTED_BYTES) if rng.random() < 0.5 else forged
     if kind == "flip":
         for _ in range(rng.randint(1, 4)):
             bit = rng.randrange(8 * len(body))
@@ -162,7 +125,7 @@ def mutate(data: bytes, seeds: list[bytes], rng: random.Random) -> bytes:
     else:  # splice: the start of this file, the rest of another
         other = rng.choice(seeds)
         body = body[:at] + other[rng.randrange(len(other)):-4]
-    return _with_crc(bytes(body)) if rng.random() < 0.8 else bytes(body) + data[-4:]
+    return with_crc(bytes(body)) if rng.random() < 0.8 else bytes(body) + data[-4:]
 
 
 def outcome(data: bytes) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
-import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +22,7 @@ from typer.testing import CliRunner
 import cli
 from codec.audio.bitstream import decode_cdc, encode_cdc
 
+from .cdc_forgery import join, split, with_crc
 from .test_cli import assert_clean_failure, speech_like
 
 runner = CliRunner()
@@ -98,16 +98,10 @@ def test_odd_but_valid_audio_is_accepted(tmp_path, tiny_model_dir, case):
 
 
 # --- .cdc files: `codec decode` and `codec info` -------------------------------------------------
-def _with_crc(body: bytes) -> bytes:
-    return body + struct.pack(">I", zlib.crc32(body))
-
-
 def _forge(valid: bytes, **fields) -> bytes:
     """``valid`` with header fields replaced and a correct checksum: only validation can catch it."""
-    length = struct.unpack(">I", valid[5:9])[0]
-    header = json.loads(valid[9:9 + length])
-    text = json.dumps({**header, **fields}).replace('"__BIG__"', "1" + "0" * 400).encode()
-    return _with_crc(valid[:5] + struct.pack(">I", len(text)) + text + valid[9 + length:-4])
+    meta, rest = split(valid)
+    return join(json.dumps({**meta, **fields}).replace('"__BIG__"', "1" + "0" * 400), rest)
 
 
 CDC_REJECTED: dict[str, tuple[Callable[[bytes], bytes], str]] = {
@@ -115,7 +109,7 @@ CDC_REJECTED: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "foreign bytes": (lambda v: b"RIFF" + v[4:], "not a .cdc file"),
     "truncated": (lambda v: v[:-7], "truncated"),
     "one flipped bit": (lambda v: v[:40] + bytes([v[40] ^ 4]) + v[41:], "corrupted"),
-    "future version": (lambda v: _with_crc(v[:4] + bytes([9]) + v[5:-4]), "version 9"),
+    "future version": (lambda v: with_crc(v[:4] + bytes([9]) + v[5:-4]), "version 9"),
     "huge JSON integer": (lambda v: _forge(v, num_frames="__BIG__"), "invalid header"),
     "forged segment grid": (lambda v: _forge(v, segment_samples=2, segment_stride=1, model_num_samples=10**12),
                             "invalid header"),

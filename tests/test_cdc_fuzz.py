@@ -13,7 +13,6 @@ import math
 import struct
 import time
 import tracemalloc
-import zlib
 from dataclasses import replace
 from datetime import timedelta
 
@@ -28,6 +27,8 @@ from codec.audio.bitstream import (
 from codec.audio.segments import SegmentGrid
 from codec.errors import CodecError
 
+from .cdc_forgery import FIELDS, fit_payload, join, split, with_crc
+
 # Deterministic (derandomize) and fast enough for CI; each case must finish within a second.
 FAST = settings(max_examples=150, deadline=timedelta(seconds=1), derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -35,9 +36,7 @@ FAST = settings(max_examples=150, deadline=timedelta(seconds=1), derandomize=Tru
 SIZES = st.sampled_from([2, 3, 7, 64, 1000, 1024, 4096, 65536, 2**20 + 1, 2**32])
 MODELS = st.sampled_from([(16000, 320), (24000, 320), (48000, 320), (44100, 512), (16000, 16)])  # rate, hop
 ORIGINAL_RATES = st.sampled_from([8000, 16000, 22050, 44100, 44101, 48000])
-FIELDS = ["model", "model_fingerprint", "sample_rate", "frame_rate", "original_sample_rate", "channels",
-          "num_samples", "num_frames", "codebook_sizes", "segment_samples", "segment_stride",
-          "model_num_samples", "normalized"]
+FITTED_BYTES = 1 << 18  # payloads fitted to a forged header, at most
 RAW_JSON = st.sampled_from([  # values json.dumps cannot write: spliced in as text
     "1" + "0" * 400, "-" + "1" * 400, "1e999", "-1e999", "1e-999", "5e-324", "1" + "0" * 5000,
     "[" * 3000 + "]" * 3000, "{" * 50, '"\\ud800"', "[" + "2," * 2000 + "2]",
@@ -81,38 +80,11 @@ def _codes(header: CdcHeader, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([rng.integers(0, k, size=shape) for k in header.codebook_sizes], axis=1))
 
 
-def _with_crc(body: bytes) -> bytes:
-    return body + struct.pack(">I", zlib.crc32(body))
-
-
-def _split(data: bytes) -> tuple[dict, bytes]:
-    """A valid file -> (its JSON header, the bytes after it without the CRC)."""
-    length = struct.unpack(">I", data[5:9])[0]
-    return json.loads(data[9:9 + length]), data[9 + length:-4]
-
-
-def _join(meta: bytes, rest: bytes) -> bytes:
-    return _with_crc(MAGIC + b"\x01" + struct.pack(">I", len(meta)) + meta + rest)
-
-
 def _forge(data: bytes, field: str, value: object, raw: str | None) -> bytes:
     """``data`` with one header field replaced (by JSON ``raw`` text if given), its checksum recomputed."""
-    meta, rest = _split(data)
+    meta, rest = split(data)
     text = json.dumps({**meta, field: "@@" if raw is not None else value})
-    return _join(text.replace('"@@"', raw or "").encode(), rest)
-
-
-def _fit_payload(data: bytes) -> bytes:
-    """When the (forged) header is self-consistent, pad or cut the codes to the length it implies (up
-    to 256 kB), so that the parser gets past its length check to the codes."""
-    try:
-        meta, rest = _split(data)
-        header = CdcHeader(**{**meta, "codebook_sizes": tuple(meta["codebook_sizes"])})
-        header.validate(with_scales=False)
-    except (ValueError, TypeError, KeyError, RecursionError):
-        return data
-    size = math.ceil(header.payload_bits / 8) + 4 * header.num_scales
-    return data if size > 1 << 18 else _join(json.dumps(meta).encode(), (rest + bytes(size))[:size])
+    return join(text.replace('"@@"', raw or ""), rest)
 
 
 def _decodes_or_refuses(data: bytes) -> None:
@@ -162,7 +134,7 @@ def test_grid_frames_in_closed_form(segment: int, data: st.DataObject) -> None:
 def test_random_bytes_are_refused(noise: bytes, as_cdc: bool) -> None:
     """Noise, and noise behind a valid prefix and checksum."""
     if as_cdc:
-        noise = _with_crc(MAGIC + b"\x01" + struct.pack(">I", min(len(noise), 1 << 16)) + noise)
+        noise = with_crc(MAGIC + b"\x01" + struct.pack(">I", min(len(noise), 1 << 16)) + noise)
     _decodes_or_refuses(noise)
 
 
@@ -182,14 +154,14 @@ def mutated_files(draw: st.DrawFn) -> bytes:
     elif kind == "delete":
         del body[at:at + draw(st.integers(1, 64))]
     elif kind == "drop":
-        meta, rest = _split(data)
+        meta, rest = split(data)
         del meta[draw(st.sampled_from(sorted(meta)))]
-        return _join(json.dumps(meta).encode(), rest)
+        return join(json.dumps(meta), rest)
     else:
         raw = draw(st.none() | RAW_JSON)
         forged = _forge(data, draw(st.sampled_from(FIELDS)), draw(HOSTILE), raw)
-        return _fit_payload(forged) if draw(st.booleans()) else forged
-    return _with_crc(bytes(body)) if draw(st.booleans()) else bytes(body) + data[-4:]
+        return fit_payload(forged, FITTED_BYTES) if draw(st.booleans()) else forged
+    return with_crc(bytes(body)) if draw(st.booleans()) else bytes(body) + data[-4:]
 
 
 @settings(FAST, max_examples=1000)
@@ -209,8 +181,8 @@ COUNTS = ["num_frames", "num_samples", "model_num_samples", "segment_samples", "
 def test_forged_counts_cost_little(header: CdcHeader, changes: list, damaged: bool) -> None:
     """Counts and rates forged with a valid checksum (or a damaged one): under a second and 50 MB."""
     data = encode_cdc(header, _codes(header, 0))
-    meta, rest = _split(data)
-    data = _fit_payload(_join(json.dumps({**meta, **dict(changes)}).encode(), rest))
+    meta, rest = split(data)
+    data = fit_payload(join(json.dumps({**meta, **dict(changes)}), rest), FITTED_BYTES)
     if damaged:
         data = data[:-1] + bytes([data[-1] ^ 1])
     tracemalloc.start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -83,7 +82,7 @@ def test_tokenize_resumes_and_refuses_another_model(tmp_path, tiny_model_dir):
 
 
 def test_tokenize_a_manifest_and_bad_sources(tmp_path, tiny_model_dir):
-    corpus = _corpus(tmp_path / "corpus", 2)
+    _corpus(tmp_path / "corpus", 2)
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(json.dumps({"path": f"corpus/clip{i}.wav", "id": f"x{i}", "speaker": "s"})
                                   for i in range(2)))
