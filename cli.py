@@ -15,27 +15,13 @@ from typing import Annotated, Callable, Optional
 import typer
 from rich.progress import Progress
 
-from codec.cli_support import Device, Force, Output, Workers, cli_errors, load_model as _load_model, stderr, stdout
+from codec.cli_support import (Device, Force, Output, Workers, cli_errors, levels_for, load_model as _load_model,
+                                stderr, stdout)
 from codec.errors import CodecError
 from slm import cli as slm_cli
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural audio codec toolkit: compress speech to tokens and back.")
-
-
-def _levels(spec, bandwidth: Optional[float], n_q: Optional[int]) -> int:
-    """Codebook levels for --bandwidth or --n-q (default: all) of a model's full TokenSpec."""
-    available = f"available: {', '.join(f'{b:g}' for b in spec.bandwidths())} kbps"
-    if bandwidth is not None and n_q is not None:
-        raise CodecError("Pass either --bandwidth or --n-q, not both.")
-    if n_q is not None and not 1 <= n_q <= spec.n_q:
-        raise CodecError(f"--n-q must be between 1 and {spec.n_q} for this model, got {n_q}.")
-    if bandwidth is None:
-        return n_q or spec.n_q
-    try:
-        return spec.n_q_for_kbps(bandwidth)
-    except ValueError as e:
-        raise CodecError(f"Cannot use that bitrate: {e} ({available}).") from None
 
 
 def _run_each(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], workers: int = 1) -> None:
@@ -107,7 +93,7 @@ def encode(
     outputs = plan_outputs(inputs, output, ".cdc")
     for dst in outputs:
         check_writable(dst, force)
-    levels = _levels(_load_model(model, device).model.config.token_spec, bandwidth, n_q)
+    levels = levels_for(_load_model(model, device).model.config.token_spec, bandwidth, n_q)
     work = functools.partial(_encode_file, model=model, device=device, n_q=levels, downmix=downmix, batch=batch,
                              force=force)
     _run_each(list(zip(inputs, outputs)), work, workers)

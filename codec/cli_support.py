@@ -7,12 +7,15 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
 
 from .errors import CodecError
+
+if TYPE_CHECKING:
+    from .tokens import TokenSpec
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -79,3 +82,16 @@ Output = Annotated[Optional[str], typer.Option("-o", "--output", show_default=Fa
 Workers = Annotated[int, typer.Option(min=1, help="Files coded at once, each in its own process.")]
 
 
+def levels_for(spec: TokenSpec, bandwidth: Optional[float], n_q: Optional[int]) -> int:
+    """Codebook levels for --bandwidth or --n-q (default: all) of a model's full TokenSpec."""
+    if bandwidth is not None and n_q is not None:
+        raise CodecError("Pass either --bandwidth or --n-q, not both.")
+    if n_q is not None and not 1 <= n_q <= spec.n_q:
+        raise CodecError(f"--n-q must be between 1 and {spec.n_q} for this model, got {n_q}.")
+    if bandwidth is None:
+        return n_q or spec.n_q
+    try:
+        return spec.n_q_for_kbps(bandwidth)
+    except ValueError as e:
+        available = ", ".join(f"{b:g}" for b in spec.bandwidths())
+        raise CodecError(f"Cannot use that bitrate: {e} (available: {available} kbps).") from None

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import Progress
 
-from codec.cli_support import Device, Force, Output, Workers, cli_errors, load_model, stderr, stdout
+from codec.cli_support import Device, Force, Output, Workers, cli_errors, levels_for, load_model, stderr, stdout
 from codec.errors import CodecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -21,6 +21,7 @@ def tokenize(  # `codec tokenize`: cli.py registers it on the main app
     data: Annotated[Path, typer.Option(help="Folder of audio (recursive), JSONL manifest with \"path\", or a recipe.")],
     out: Annotated[Path, typer.Option(help="Output folder for the token shards and index.json.")],
     model: Annotated[Optional[str], typer.Option(help="Codec name or folder (default: the default model).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="A recipe's corpus folder.")] = None,
     n_q: Annotated[Optional[int], typer.Option("--n-q", help="Codebook levels to keep (default: all).")] = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Utterances per shard.")] = 500,
     continuous: Annotated[bool, typer.Option(help="Pre-quantization latents instead of codes (not yet).")] = False,
@@ -32,10 +33,8 @@ def tokenize(  # `codec tokenize`: cli.py registers it on the main app
 
     if continuous:
         raise CodecError("--continuous (latent shards) is not implemented yet; tokenize without it.")
-    spec = load_model(model, device).model.config.token_spec
-    if n_q is not None and not 1 <= n_q <= spec.n_q:
-        raise CodecError(f"--n-q must be between 1 and {spec.n_q} for this model, got {n_q}.")
-    sources = find_sources(data, out)
+    n_q = levels_for(load_model(model, device).model.config.token_spec, None, n_q)
+    sources = find_sources(data, out, str(data_dir) if data_dir else None)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 reports for all
     with Progress(console=stderr, disable=not main_process) as progress:
         task = progress.add_task("shards", total=-(-len(sources) // shard_size))
@@ -152,7 +151,7 @@ def slm_eval(
     from slm.eval import judge_pairs, lm_bits, ngram_bits, read_pairs, write_report
     from slm.generate import load_codec_for, load_lm
     from slm.shards import load_utterances
-    from slm.train import is_held_out
+    from slm.train import split_held_out
 
     if (out / "results.json").exists() and not force:
         raise CodecError(f"{out} already holds results; pass --force to overwrite them.")
@@ -161,15 +160,14 @@ def slm_eval(
     index, items = load_utterances(shards)
     if index.tokenizer_fingerprint != lm.config.tokenizer_fingerprint:
         raise CodecError(f"{shards} holds codes of another codec than the LM's ({index.tokenizer}).")
-    held = max(1, round(256 * valid_utterances / max(1, len(items))))
-    train = [c for u, c in items if test is not None or not is_held_out(u.id, held)]
+    train, held_out = split_held_out(items, valid_utterances)
+    if test is not None:
+        train = [c for _, c in items]
     if test is not None:
         test_index, test_items = load_utterances(test)
         if test_index.tokenizer_fingerprint != lm.config.tokenizer_fingerprint:
             raise CodecError(f"{test} holds codes of another codec than the LM's ({test_index.tokenizer}).")
         held_out = [c for _, c in test_items]
-    else:
-        held_out = [c for u, c in items if is_held_out(u.id, held)][:valid_utterances]
     n_q, sizes = lm.config.n_q, lm.config.codebook_sizes
     train, held_out = [c[:n_q] for c in train], [c[:n_q] for c in held_out]
     bits = {"token LM": lm_bits(lm, held_out), "bigram": ngram_bits(train, held_out, sizes, 2),

@@ -54,7 +54,7 @@ def build_corpus(out: Path, minutes: float, pairs: int = 200, seed: int = 0, wor
     grammar = Grammar(seed)
     train_voices = [v for v in VOICES if v.id not in HELD_OUT]
     held_voices = [v for v in VOICES if v.id in HELD_OUT]
-    count = max(1, round(minutes * 60 * WORDS_PER_SECOND / 7))  # ~7 words a sentence
+    count = _sentences(minutes)
     jobs, rows, train_texts = [], [], set()
 
     def new_sentence(split: str) -> str:
@@ -101,6 +101,12 @@ def _write_lines(path: Path, rows: list[dict]) -> None:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def _sentences(minutes: float) -> int:
+    """Training sentences for about ``minutes`` of speech (~7 words a sentence)."""
+    return max(1, round(minutes * 60 * WORDS_PER_SECOND / 7))
+
+
 def count_jobs(minutes: float, pairs: int, heldout_fraction: float = 0.1) -> int:
-    count = max(1, round(minutes * 60 * WORDS_PER_SECOND / 7))
+    """Files ``build_corpus`` synthesizes (for a progress bar)."""
+    count = _sentences(minutes)
     return count + max(1, round(count * heldout_fraction)) + 8 * pairs

@@ -36,15 +36,16 @@ class Source:
     speaker: str | None = None
 
 
-def find_sources(data: Path, recipe_work_dir: Path | None = None) -> list[Source]:
-    """The utterances of a folder, a JSONL manifest or a recipe (.yaml), sorted by id."""
+def find_sources(data: Path, recipe_work_dir: Path | None = None, data_dir: str | None = None) -> list[Source]:
+    """The utterances of a folder, a JSONL manifest or a recipe (.yaml, its corpus in ``data_dir``),
+    sorted by id."""
     if not data.exists():
         raise CodecError(f"{data} does not exist.")
     if data.is_dir():
         sources = [Source(str(p.relative_to(data).with_suffix("")), p, _transcript(p))
                    for p in sorted(data.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
     elif data.suffix in (".yaml", ".yml"):
-        sources = _recipe_sources(data, recipe_work_dir or data.parent)
+        sources = _recipe_sources(data, recipe_work_dir or data.parent, data_dir)
     else:
         sources = _manifest_sources(data)
     if not sources:
@@ -81,20 +82,14 @@ def _manifest_sources(path: Path) -> list[Source]:
     return sources
 
 
-def _recipe_sources(recipe: Path, work_dir: Path) -> list[Source]:
+def _recipe_sources(recipe: Path, work_dir: Path, data_dir: str | None) -> list[Source]:
     """Train and validation clips of a recipe's corpus (prepared as for training)."""
     from codec.data import prepare_manifests
-    from codec.train.config import read_recipe
-    from codec.config import config_from_dict
-    from codec.train.tasks import get_task
+    from codec.train.config import load_train_config, read_recipe
 
-    data = read_recipe(recipe)
-    task = get_task(data.get("task", "audio_codec"))
-
-    try:
-        config = config_from_dict(task.config_class, {k: v for k, v in data.items() if k != "task"})
-    except ValueError as e:
-        raise CodecError(f"Invalid recipe {recipe}: {e}.") from None
+    config = load_train_config(read_recipe(recipe), data_dir=data_dir, source=recipe)
+    if not hasattr(config, "data") or not hasattr(config.data, "corpus"):
+        raise CodecError(f"Recipe {recipe} does not describe a speech corpus (task {config.task!r}).")
     train, valid = prepare_manifests(config.data, work_dir / "manifests")
     sources = []
     for cut in [*train, *valid]:

@@ -28,7 +28,7 @@ from codec.train.tasks import Task, TaskData
 
 from .model import TokenLM, TokenLMConfig
 from .patterns import Pattern, PatternName
-from .shards import load_utterances, read_index
+from .shards import Utterance, load_utterances, read_index
 from .transformer import TransformerConfig
 
 NATS_TO_BITS = 1 / math.log(2)
@@ -81,8 +81,13 @@ def lm_config(config: TokenLMTrainConfig) -> TokenLMConfig:
         raise CodecError(f"Invalid model config: {e}.") from None
 
 
-def is_held_out(utterance_id: str, fraction_of_256: int) -> bool:
-    return hashlib.sha256(utterance_id.encode()).digest()[0] < fraction_of_256
+def split_held_out(items: list[tuple[Utterance, Tensor]], count: int) -> tuple[list[Tensor], list[Tensor]]:
+    """(training codes, about ``count`` held-out codes), chosen by a hash of the utterance ids, so the
+    same utterances are held out in training and in evaluation."""
+    fraction_of_256 = max(1, round(256 * count / max(1, len(items))))
+    held = [hashlib.sha256(u.id.encode()).digest()[0] < fraction_of_256 for u, _ in items]
+    train = [codes for (_, codes), h in zip(items, held) if not h]
+    return train, [codes for (_, codes), h in zip(items, held) if h][:count]
 
 
 class Crops(torch.utils.data.Dataset):
@@ -112,9 +117,9 @@ def pad_codes(items: list[Tensor]) -> Tensor:
 def build_lm_data(config: TokenLMTrainConfig, run_dir: Path, env: DistributedEnv) -> TaskData:
     index, items = load_utterances(Path(config.data.shards))
     n_q = config.model.n_q or index.token_spec.n_q
-    held = max(1, round(256 * config.data.valid_utterances / max(1, len(items))))
-    valid = [codes[:n_q] for u, codes in items if is_held_out(u.id, held)][: config.data.valid_utterances]
-    train = [codes[:n_q] for u, codes in items if not is_held_out(u.id, held) and codes.shape[-1] > 1]
+    train, valid = split_held_out(items, config.data.valid_utterances)
+    train = [codes[:n_q] for codes in train if codes.shape[-1] > 1]
+    valid = [codes[:n_q] for codes in valid]
     if not train or not valid:
         raise CodecError(f"The {len(items)} utterances in {config.data.shards} leave {len(train)} for training and "
                          f"{len(valid)} for validation; tokenize more speech or lower data.valid_utterances.")

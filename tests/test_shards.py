@@ -119,3 +119,14 @@ def test_tokenize_under_torchrun_splits_the_shards(tmp_path, tiny_model_dir):
     assert runner.invoke(cli.app, ["tokenize", "--data", str(corpus), "--out", str(alone), "--model",
                                    str(tiny_model_dir), "--shard-size", "2"]).exit_code == 0
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(items, load_utterances(alone)[1]))
+
+
+def test_tokenize_a_recipes_corpus(tmp_path, tiny_model_dir):
+    corpus = _corpus(tmp_path / "corpus", 12)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: {corpus: folder, valid_clips: 2}\n")
+    result = runner.invoke(cli.app, ["tokenize", "--data", str(recipe), "--data-dir", str(corpus),
+                                     "--out", str(tmp_path / "t"), "--model", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.stderr
+    _, items = load_utterances(tmp_path / "t")
+    assert len(items) == 12 and {u.text for u, _ in items} == {f"sentence {i}" for i in range(12)}
