@@ -10,6 +10,7 @@ with ``force``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -72,3 +73,24 @@ def atomic_write(path: Path, force: bool = False) -> Iterator[Path]:
             raise CodecError(f"Cannot write '{p}' ({e.strerror or e}).") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_manifest(path: Path, what: str = "Manifest") -> list[dict]:
+    """The entries of a JSONL manifest: one JSON object per non-blank line, each with a non-empty
+    string ``path`` (relative to the manifest's folder); CodecError naming the file and line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CodecError(f"{what} {path} cannot be read as UTF-8 JSON lines ({e}).") from None
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry.get("path"), str) or not entry["path"]:
+                raise TypeError
+        except (json.JSONDecodeError, AttributeError, TypeError, RecursionError):
+            raise CodecError(f"Line {number} of manifest {path} is not a JSON object with a \"path\".") from None
+        entries.append(entry)
+    return entries

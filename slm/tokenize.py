@@ -11,7 +11,6 @@ index is written last, by one process, once every shard is there.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from codec.errors import CodecError
+from codec.files import read_manifest
 from codec.jobs import run_jobs
 
 from .shards import ShardEntry, ShardIndex, Utterance, read_shard, shard_name, write_index, write_shard
@@ -62,24 +62,8 @@ def _transcript(audio: Path) -> str | None:
 
 
 def _manifest_sources(path: Path) -> list[Source]:
-    sources = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise CodecError(f"Manifest {path} cannot be read as UTF-8 JSON lines ({e}).") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            clip = entry["path"]
-            if not isinstance(clip, str) or not clip:
-                raise TypeError
-            sources.append(Source(str(entry.get("id") or Path(clip).with_suffix("")), path.parent / clip,
-                                  entry.get("text"), entry.get("speaker")))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, RecursionError):
-            raise CodecError(f"Line {number} of manifest {path} is not a JSON object with a \"path\".") from None
-    return sources
+    return [Source(str(e.get("id") or Path(e["path"]).with_suffix("")), path.parent / e["path"], e.get("text"),
+                   e.get("speaker")) for e in read_manifest(path)]
 
 
 def _recipe_sources(recipe: Path, work_dir: Path, data_dir: str | None) -> list[Source]:

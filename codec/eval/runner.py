@@ -6,7 +6,6 @@ single-threaded C and numpy code (PESQ, STOI), is spread over ``workers`` proces
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -19,6 +18,7 @@ import torch
 
 from ..audio.io import Audio, read_audio, to_channels
 from ..errors import CodecError
+from ..files import read_manifest
 from .alignment import align
 from .baselines import CodecSystem
 from .metrics import compute_metrics
@@ -48,21 +48,8 @@ def find_clips(data: Path, limit: int | None = None) -> list[Clip]:
     if data.is_dir():
         clips = [Clip(p, "all") for p in sorted(data.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
     else:
-        clips = []
-        try:
-            text = data.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise CodecError(f"Evaluation manifest {data} cannot be read as UTF-8 JSON lines ({e}).") from None
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                if not isinstance(entry.get("path"), str) or not entry["path"]:
-                    raise TypeError
-                clips.append(Clip(data.parent / entry["path"], str(entry.get("kind", "all"))))
-            except (json.JSONDecodeError, AttributeError, TypeError, RecursionError):
-                raise CodecError(f"Line {number} of manifest {data} is not a JSON object with a \"path\".") from None
+        clips = [Clip(data.parent / e["path"], str(e.get("kind", "all")))
+                 for e in read_manifest(data, "Evaluation manifest")]
     if not clips:
         raise CodecError(f"No audio clips found in {data}.")
     return clips[:limit] if limit else clips
