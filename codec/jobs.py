@@ -34,7 +34,6 @@ def plan_outputs(inputs: list[Path], output: str | None, suffix: str) -> list[Pa
         if not target.exists() and target.suffix:
             raise CodecError(f"With several inputs, -o must be a folder, and {target} looks like a file name; "
                              "create the folder first to use such a name.")
-        target.mkdir(parents=True, exist_ok=True)
         outputs = [target / p.with_suffix(suffix).name for p in inputs]
     seen: dict[Path, Path] = {}
     for src, dst in zip(inputs, outputs):
@@ -43,6 +42,8 @@ def plan_outputs(inputs: list[Path], output: str | None, suffix: str) -> list[Pa
             raise CodecError(f"{seen[key]} and {src} would both be written to {dst}; code them into different "
                              "folders or rename one.")
         seen[key] = src
+    if output is not None:
+        Path(output).expanduser().mkdir(parents=True, exist_ok=True)  # only for a plan that holds
     return outputs
 
 
