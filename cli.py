@@ -124,12 +124,16 @@ def decode(
 
 
 def _info_rows(path: Path) -> list[tuple[str, str]]:
-    from codec.audio.bitstream import header_overhead, read_cdc
+    from codec.audio.bitstream import inspect_cdc
 
-    header, _ = read_cdc(path)
-    size = path.stat().st_size
+    header, layout = inspect_cdc(path)
+    nominal = header.nominal_bitrate * header.channels  # TokenSpec stored bits per second at the file's n_q
+    actual = header.actual_bitrate(layout.size)  # the whole file's bits over the duration
+    after = f"{layout.payload_bytes} bytes of codes{f', {layout.scale_bytes} of scales' if layout.scale_bytes else ''}"
+    per = f" {nominal / 1000:.3f} kbps of {header.channels} channels" if header.channels > 1 else ""
     return [
         ("file", str(path)),
+        ("format", f".cdc version {layout.version} ({'JSON' if layout.version == 1 else 'binary'} header)"),
         ("model", header.model),
         ("model fingerprint", header.model_fingerprint),
         ("duration", f"{header.duration:.3f} s ({header.num_samples} samples at {header.original_sample_rate} Hz)"),
@@ -141,9 +145,10 @@ def _info_rows(path: Path) -> list[tuple[str, str]]:
         *([("segments", f"{header.grid.num_segments} of {header.segment_samples} samples every "
                         f"{header.segment_stride}{', RMS-normalised' if header.normalized else ''}")]
           if header.grid else []),
+        ("header", f"{layout.header_bytes} bytes, then {after} and a {layout.checksum_bytes}-byte checksum"),
         ("nominal bitrate", f"{header.nominal_bitrate / 1000:.3f} kbps per channel"),
-        ("actual bitrate", f"{header.actual_bitrate(size) / 1000:.3f} kbps (file {size} bytes, "
-                           f"header {header_overhead(header)} bytes)"),
+        ("actual bitrate", f"{actual / 1000:.3f} kbps ({layout.size} bytes in {header.duration:.3f} s: "
+                           f"{100 * (actual / nominal - 1):+.1f}% on the nominal{per})"),
     ]
 
 
@@ -201,33 +206,43 @@ def models() -> None:
 @app.command(name="eval")
 @cli_errors
 def evaluate(
-    data: Annotated[Path, typer.Option(help="Folder of audio clips (recursive) or a JSONL manifest with \"path\".")],
+    data: Annotated[Path, typer.Option(help="Folder of audio clips (recursive) or a JSONL manifest with \"path\" "
+                                            "(optional \"kind\", \"text\"); a clip's transcript is its \"text\" "
+                                            "or a .txt file beside it (a.flac: a.txt).")],
     out: Annotated[Path, typer.Option(help="Output folder for results.json/.csv/.md, plot.png, spectrograms/.")],
     model: Annotated[Optional[list[str]], typer.Option(help="Model name or folder (repeatable; default: the default model).")] = None,
     bandwidth: Annotated[Optional[list[float]], typer.Option(help="Model bitrate in kbps (repeatable; default: every bitrate).")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option(help="opus, codec2, mp3, or e.g. opus:6,12 codec2:3200,1300 (repeatable).")] = None,
     max_clips: Annotated[Optional[int], typer.Option(help="Use only the first N clips.")] = None,
     metric: Annotated[Optional[list[str]], typer.Option(help="Only these metrics (repeatable; default: all), "
-                                                              "e.g. pesq_wb stoi mel_distance speaker_sim.")] = None,
+                                                              "e.g. pesq_wb stoi mel_distance speaker_sim wer. wer: "
+                                                              "word error rate of an English recogniser "
+                                                              "(pocketsphinx) against the transcripts, else against "
+                                                              "its transcript of the original.")] = None,
     workers: Annotated[int, typer.Option(help="Processes for scoring (PESQ, STOI, ...).")] = max(1, min(4, os.cpu_count() or 1)),
     examples: Annotated[int, typer.Option(help="Clips drawn as spectrogram comparisons.")] = 3,
     force: Force = False,
     device: Device = "cpu",
 ) -> None:
-    """Compare models and classic codecs (Opus, Codec2) on the same clips: bitrate vs quality."""
+    """Compare models and classic codecs (Opus, Codec2) on the same clips: bitrate vs quality and intelligibility."""
     from codec.audio.registry import DEFAULT_MODEL
+    from codec.eval import asr
     from codec.eval.baselines import make_baselines
-    from codec.eval.report import markdown_table, write_report
+    from codec.eval.report import markdown_table, wer_note, write_report
     from codec.eval.runner import aggregate, evaluate as run_eval, find_clips
-    from codec.eval.metrics import METRICS
+    from codec.eval.metrics import ALL_METRICS
     from codec.eval.systems import neural_systems
 
     if (out / "results.json").exists() and not force:
         raise CodecError(f"{out} already holds results; pass --force to overwrite them.")
-    if metric and (unknown := sorted(set(metric) - {m.name for m in METRICS})):
-        raise CodecError(f"Unknown metric(s) {', '.join(unknown)}; choose from {', '.join(m.name for m in METRICS)}.")
+    if metric and (unknown := sorted(set(metric) - {m.name for m in ALL_METRICS})):
+        raise CodecError(f"Unknown metric(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(m.name for m in ALL_METRICS)}.")
     clips = find_clips(data, max_clips)
     baselines, warnings = make_baselines(baseline or [])
+    if not metric and not asr.available():
+        metric = [m.name for m in ALL_METRICS if m.name != "wer"]
+        warnings.append("pocketsphinx was not found; WER is skipped (pip install pocketsphinx).")
     for warning in warnings:
         stderr.print(f"warning: {warning}", markup=False, soft_wrap=True)
     systems = []
@@ -247,11 +262,13 @@ def evaluate(
         results = run_eval(systems, clips, workers, examples, lambda: progress.advance(task), metric)
     if not results.rows:
         raise CodecError(f"No clip in {data} could be evaluated ({len(results.unreadable)} unreadable).")
-    metrics = [m.name for m in METRICS if any(r.get(m.name) is not None for r in results.rows)]
+    metrics = [m.name for m in ALL_METRICS if any(r.get(m.name) is not None for r in results.rows)]
     summaries = aggregate(results.rows, metrics)
     write_report(out, results, summaries, metrics, warnings, force=True)
-    stdout.print(markdown_table(summaries, [m for m in ("pesq_wb", "stoi", "mel_distance", "speaker_sim")
+    stdout.print(markdown_table(summaries, [m for m in ("pesq_wb", "stoi", "wer", "mel_distance", "speaker_sim")
                                             if m in metrics]), markup=False, soft_wrap=True)
+    if "wer" in metrics:
+        stdout.print(wer_note(results.rows), markup=False, soft_wrap=True)
     stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png", markup=False)
     if results.unreadable:
         stderr.print(f"{len(results.unreadable)} clips could not be read (listed in results.md).", markup=False)

@@ -1,8 +1,11 @@
 """Property-based tests of the .cdc format (bitstream.py, cdc_header.py), with hypothesis.
 
-Round trips: any valid header (segmented, normalised) and codes come back exactly.
-Robustness: random bytes and mutated valid files, most with their checksum recomputed so that
-the parser must look past it, give a CodecError and nothing else, quickly and in little memory.
+Round trips: any valid header (segmented, normalised) and codes come back exactly, from the
+version-2 file encode_cdc writes and from the version-1 file with the same content.
+Robustness: random bytes and mutated valid files of both versions (bytes changed anywhere; v1
+JSON fields and v2 binary fields forged: huge counts, flags, lengths that disagree with the bytes,
+headers cut short), most with their checksum recomputed so that the parser must look past it,
+give a CodecError and nothing else, quickly and in little memory.
 A longer run of the same idea: scripts/fuzz_cdc.py (docs/fuzzing.md).
 """
 
@@ -27,7 +30,9 @@ from codec.audio.bitstream import (
 from codec.audio.segments import SegmentGrid
 from codec.errors import CodecError
 
-from .cdc_forgery import FIELDS, fit_payload, join, split, with_crc
+from .cdc_forgery import (
+    FIELDS, V2_FLAGS, V2_INTS, as_v1, fit_payload, header_v2, join, join_v2, split, split_v2, with_crc,
+)
 
 # Deterministic (derandomize) and fast enough for CI; each case must finish within a second.
 FAST = settings(max_examples=150, deadline=timedelta(seconds=1), derandomize=True,
@@ -41,6 +46,11 @@ RAW_JSON = st.sampled_from([  # values json.dumps cannot write: spliced in as te
     "1" + "0" * 400, "-" + "1" * 400, "1e999", "-1e999", "1e-999", "5e-324", "1" + "0" * 5000,
     "[" * 3000 + "]" * 3000, "{" * 50, '"\\ud800"', "[" + "2," * 2000 + "2]",
 ])
+V2_HOSTILE = st.one_of(  # raw integers for binary fields (pack_v2 cuts them to the field's width)
+    st.integers(-(2**70), 2**70), st.integers(0, 2**16),
+    st.sampled_from([0, 1, 2, 64, 65, 255, 1024, 1025, 2**16 - 1, 2**31, 2**32 - 1, 2**32, 2**40, 2**40 + 1, 2**48,
+                     2**48 + 1, 2**63, 2**64 - 1]),
+)
 HOSTILE = st.one_of(
     st.integers(), st.integers(-(2**70), 2**70), st.sampled_from([0, -1, 1, 2**31, 2**32, 2**48, 2**63, 2**64]),
     st.floats(), st.text(max_size=12), st.none(), st.booleans(),
@@ -105,8 +115,13 @@ def test_valid_files_round_trip(header: CdcHeader, seed: int) -> None:
     codes = _codes(header, seed)
     data = encode_cdc(header, codes)
     assert len(data) == header_overhead(header) + math.ceil(header.payload_bits / 8)
+    raw, rest = split_v2(data)  # read by the layout in the docs, independently of bitstream.py
+    assert replace(header_v2(raw), scales=header.scales) == header
+    assert len(rest) == math.ceil(header.payload_bits / 8) + 4 * len(header.scales)
     back, out = decode_cdc(data)
     assert back == header and out.dtype == torch.int64 and torch.equal(out, codes)
+    back, out = decode_cdc(as_v1(data))  # the same content in a version-1 file
+    assert back == header and torch.equal(out, codes)
 
 
 @FAST
@@ -130,18 +145,55 @@ def test_grid_frames_in_closed_form(segment: int, data: st.DataObject) -> None:
 
 # --- robustness -------------------------------------------------------------------------------
 @FAST
-@given(st.binary(max_size=3000), st.booleans())
-def test_random_bytes_are_refused(noise: bytes, as_cdc: bool) -> None:
-    """Noise, and noise behind a valid prefix and checksum."""
-    if as_cdc:
+@given(st.binary(max_size=3000), st.sampled_from([None, 1, 2]))
+def test_random_bytes_are_refused(noise: bytes, version: int | None) -> None:
+    """Noise, and noise behind a valid prefix (of either version) and checksum."""
+    if version == 1:
         noise = with_crc(MAGIC + b"\x01" + struct.pack(">I", min(len(noise), 1 << 16)) + noise)
+    elif version == 2:
+        noise = with_crc(MAGIC + b"\x02" + noise)
     _decodes_or_refuses(noise)
+
+
+def _forge_v2(data: bytes, draw: st.DrawFn) -> bytes:
+    """A version-2 file with binary header fields forged, its checksum recomputed (the payload fitted to
+    the forged header half the time): huge counts, other flags (which move every field after them),
+    lengths and counts that disagree with the bytes, names that are not UTF-8, headers cut short."""
+    raw, rest = split_v2(data)
+    kind = draw(st.sampled_from(["ints", "ints", "flags", "lengths", "floats", "names", "cut"]))
+    if kind == "ints":
+        for name in draw(st.lists(st.sampled_from(sorted(V2_INTS)), min_size=1, max_size=4)):
+            raw[name] = draw(V2_HOSTILE)
+    elif kind == "flags":
+        raw["flags"] ^= draw(st.sampled_from([*V2_FLAGS.values(), 0x40, 0x80]) | st.integers(1, 255))
+    elif kind == "lengths":  # a length or count that does not match what follows it
+        name = draw(st.sampled_from(["fingerprint_length", "model_length", "n_q", "sizes"]))
+        if name == "sizes":
+            raw["sizes"] = draw(st.lists(V2_HOSTILE, max_size=8))
+        else:
+            actual = {"fingerprint_length": len(raw["fingerprint"]), "model_length": len(raw["model"]),
+                      "n_q": raw["n_q"]}[name]
+            raw[name] = max(0, actual + draw(st.integers(-3, 3) | st.sampled_from([255, 1024, 65535])))
+    elif kind == "floats":
+        raw["frame_rate"] = draw(st.floats())
+    elif kind == "names":
+        raw[draw(st.sampled_from(["fingerprint", "model"]))] = draw(st.binary(max_size=300))
+    else:  # the header cut short at any byte, the checksum right
+        forged = join_v2(raw, rest)
+        return with_crc(forged[:draw(st.integers(5, len(forged) - len(rest) - 5))])
+    forged = join_v2(raw, rest)
+    return fit_payload(forged, FITTED_BYTES) if draw(st.booleans()) else forged
 
 
 @st.composite
 def mutated_files(draw: st.DrawFn) -> bytes:
     data = encode_cdc(header := draw(headers()), _codes(header, draw(st.integers(0, 2**32 - 1))))
-    kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "field", "field", "field", "drop"]))
+    kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "field", "field", "field", "drop",
+                                 "v2", "v2", "v2"]))
+    if kind == "v2":
+        return _forge_v2(data, draw)
+    if draw(st.booleans()):
+        data = as_v1(data)  # bytes mutated in either version; JSON fields forged in version 1
     body = bytearray(data[:-4])
     at = draw(st.integers(0, len(body)))
     if kind == "flip":
@@ -174,15 +226,8 @@ COUNTS = ["num_frames", "num_samples", "model_num_samples", "segment_samples", "
           "sample_rate", "original_sample_rate", "frame_rate"]
 
 
-@settings(FAST, max_examples=150)
-@given(headers().filter(lambda h: h.grid is not None), st.lists(st.tuples(
-    st.sampled_from(COUNTS), st.integers(0, 2**64) | st.sampled_from([10**400, 1 << 40, 1 << 48]) | st.floats())),
-    st.booleans())
-def test_forged_counts_cost_little(header: CdcHeader, changes: list, damaged: bool) -> None:
-    """Counts and rates forged with a valid checksum (or a damaged one): under a second and 50 MB."""
-    data = encode_cdc(header, _codes(header, 0))
-    meta, rest = split(data)
-    data = fit_payload(join(json.dumps({**meta, **dict(changes)}), rest), FITTED_BYTES)
+def _costs_little(data: bytes, damaged: bool) -> None:
+    """Decoding ``data`` (its checksum damaged if asked) decodes or refuses within a second and 50 MB."""
     if damaged:
         data = data[:-1] + bytes([data[-1] ^ 1])
     tracemalloc.start()
@@ -193,3 +238,31 @@ def test_forged_counts_cost_little(header: CdcHeader, changes: list, damaged: bo
         elapsed, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert elapsed < 1.0 and peak < 50e6, (elapsed, peak)
+
+
+@settings(FAST, max_examples=150)
+@given(headers().filter(lambda h: h.grid is not None), st.lists(st.tuples(
+    st.sampled_from(COUNTS), st.integers(0, 2**64) | st.sampled_from([10**400, 1 << 40, 1 << 48]) | st.floats())),
+    st.booleans())
+def test_forged_counts_cost_little(header: CdcHeader, changes: list, damaged: bool) -> None:
+    """Counts and rates forged with a valid checksum (or a damaged one): under a second and 50 MB."""
+    data = encode_cdc(header, _codes(header, 0))
+    meta, rest = split(data)
+    data = fit_payload(join(json.dumps({**meta, **dict(changes)}), rest), FITTED_BYTES)
+    _costs_little(data, damaged)
+
+
+V2_COUNTS = ["num_frames", "num_samples", "model_num_samples", "segment_samples", "segment_stride", "channels",
+             "sample_rate", "original_sample_rate", "n_q"]
+
+
+@settings(FAST, max_examples=150)
+@given(headers(), st.lists(st.tuples(st.sampled_from(V2_COUNTS), V2_HOSTILE)), st.integers(0, 255), st.booleans())
+def test_forged_v2_counts_cost_little(header: CdcHeader, changes: list, flags: int, damaged: bool) -> None:
+    """Binary counts forged (up to all ones of their width, flags toggled to widen or shift them) with
+    a valid checksum, the payload fitted when they agree (or a damaged checksum): under a second and 50 MB."""
+    raw, rest = split_v2(encode_cdc(header, _codes(header, 0)))
+    raw.update(changes)
+    raw["flags"] ^= flags & (V2_FLAGS["WIDE"] | V2_FLAGS["SEGMENTED"] | V2_FLAGS["ONE_SIZE"])
+    data = fit_payload(join_v2(raw, rest), FITTED_BYTES)
+    _costs_little(data, damaged)

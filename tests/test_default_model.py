@@ -93,16 +93,25 @@ def test_the_sample_codes_are_pinned():
         assert hashlib.sha256(codes.numpy().astype("<i2").tobytes()).hexdigest() == digest, (name, n_q)
 
 
-def test_a_file_written_before_still_decodes_and_encoding_is_byte_identical(tmp_path):
+def test_a_file_written_before_still_decodes_and_encoding_keeps_its_codes(tmp_path):
+    """OLD_FILE is .cdc format version 1 (JSON header); encoding now writes version 2 (binary header,
+    docs/cdc_format.md): the same header and codes, the packed codes byte for byte, the same audio."""
     assert model_fingerprint(from_pretrained()) == read_cdc(OLD_FILE)[0].model_fingerprint == "ae36e159f905d290"
     runner = CliRunner()
     new = tmp_path / "new.cdc"
     result = runner.invoke(cli.app, ["encode", str(SAMPLES / "arctic_slt_a0009.flac"), "-o", str(new), "--bandwidth", "3"])
     assert result.exit_code == 0, result.output
-    assert new.read_bytes() == OLD_FILE.read_bytes()
-    result = runner.invoke(cli.app, ["decode", str(OLD_FILE), "-o", str(tmp_path / "old.wav")])
-    assert result.exit_code == 0, result.output
+    old_bytes, new_bytes = OLD_FILE.read_bytes(), new.read_bytes()
+    assert (old_bytes[4], new_bytes[4]) == (1, 2)
+    (old_header, old_codes), (new_header, new_codes) = read_cdc(OLD_FILE), read_cdc(new)
+    assert new_header == old_header and torch.equal(new_codes, old_codes)
+    payload = -(-old_header.payload_bits // 8)
+    assert new_bytes[-4 - payload:-4] == old_bytes[-4 - payload:-4]
+    for src, out in ((OLD_FILE, "old.wav"), (new, "new.wav")):
+        result = runner.invoke(cli.app, ["decode", str(src), "-o", str(tmp_path / out)])
+        assert result.exit_code == 0, result.output
     assert sf.info(tmp_path / "old.wav").frames == sf.info(SAMPLES / "arctic_slt_a0009.flac").frames
+    assert (tmp_path / "old.wav").read_bytes() == (tmp_path / "new.wav").read_bytes()
 
 
 def test_the_file_pipeline_keeps_the_models_level():

@@ -1,5 +1,8 @@
 """The header of a ``.cdc`` file (bitstream.py): what it says, and when that can be believed.
 
+One dataclass for every format version: bitstream.py reads a version-1 (JSON) or version-2
+(binary) header into it, and the same ``validate`` rules apply whichever it came from.
+
 Every field is range-checked before it is used, and the lengths must imply each other, so
 that a header that passes ``validate`` costs bounded work, and decoding it costs about what its
 audio needs, whatever a forged file claims (within LENGTH_SLACK frames or samples)::
@@ -55,7 +58,7 @@ class CdcHeader:
     segment_stride: int = 0  # segmented coding: samples between segment starts
     model_num_samples: int = 0  # segmented coding: the length at the model rate
     normalized: bool = False  # a float32 scale per channel and segment follows the codes
-    scales: tuple[float, ...] = ()  # those scales, channel-major [C * S]; stored after the codes, not in the JSON
+    scales: tuple[float, ...] = ()  # those scales, channel-major [C * S]; stored after the codes, not in the header
 
     @property
     def grid(self) -> SegmentGrid | None:
