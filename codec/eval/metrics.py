@@ -75,6 +75,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("dnsmos_ovrl", "DNSMOS OVRL", True),
 )
 METRIC_NAMES = frozenset(m.name for m in METRICS)
+# Word error rate needs a recogniser and a reference text, not just the two clips: ``codec.eval.runner``
+# computes it (pocketsphinx, English; ``codec.eval.asr``), as a corpus rate, errors over reference words.
+WER = Metric("wer", "WER (%)", False)
+ALL_METRICS: tuple[Metric, ...] = METRICS + (WER,)  # everything ``codec eval`` can report
 
 
 def _mono(x: Any) -> np.ndarray:

@@ -1,7 +1,13 @@
 """Run every system on every clip: code, remove the delay, score; aggregate with 95% CIs.
 
 Coding runs in this process (neural models use torch's threads); scoring, which is
-single-threaded C and numpy code (PESQ, STOI), is spread over ``workers`` processes.
+single-threaded C and numpy code (PESQ, STOI, the recogniser), is spread over ``workers`` processes.
+
+Word error rate ("wer"): pocketsphinx (English) transcribes every coded clip and the original. The
+reference is the clip's transcript (a manifest's "text", else a .txt file next to the audio) when it
+has one, else the recogniser's transcript of the original; with a transcript the original itself is
+also scored, as the system "original" (the recogniser's floor). Each row keeps its errors and the
+reference's words, so that a set of clips scores sum(errors) / sum(words), not a mean of clip rates.
 """
 
 from __future__ import annotations
@@ -20,16 +26,19 @@ from ..audio.io import Audio, read_audio, to_channels
 from ..errors import CodecError
 from ..files import read_manifest
 from .alignment import align
+from .asr import transcribe, word_errors
 from .baselines import CodecSystem
-from .metrics import compute_metrics
+from .metrics import ALL_METRICS, METRIC_NAMES, compute_metrics
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
+ORIGINAL = "original"  # the system name and label of the uncoded audio's rows (WER against transcripts)
 
 
 @dataclass(frozen=True)
 class Clip:
     path: Path
     group: str  # e.g. "real" / "tts" from a manifest's "kind"; "all" otherwise
+    text: str | None = None  # what is said, when known (manifest "text" or a .txt next to the audio)
 
 
 @dataclass
@@ -42,40 +51,81 @@ class EvalResults:
 
 
 def find_clips(data: Path, limit: int | None = None) -> list[Clip]:
-    """Clips of a folder (recursive) or a JSONL manifest with ``path`` (and optional ``kind``)."""
+    """Clips of a folder (recursive) or a JSONL manifest with ``path`` (and optional ``kind``, ``text``).
+
+    A clip's transcript is its manifest entry's ``text``, else the text of a ``.txt`` file next to
+    the audio with the same name (``a.flac`` -> ``a.txt``); an empty one counts as none.
+    """
     if not data.exists():
         raise CodecError(f"Evaluation data {data} does not exist.")
     if data.is_dir():
         clips = [Clip(p, "all") for p in sorted(data.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
     else:
-        clips = [Clip(data.parent / e["path"], str(e.get("kind", "all")))
-                 for e in read_manifest(data, "Evaluation manifest")]
+        clips = []
+        for e in read_manifest(data, "Evaluation manifest"):
+            if not isinstance(e.get("text", ""), str):
+                raise CodecError(f"The \"text\" of {e['path']} in manifest {data} is not a string.")
+            clips.append(Clip(data.parent / e["path"], str(e.get("kind", "all")), e.get("text", "").strip() or None))
     if not clips:
         raise CodecError(f"No audio clips found in {data}.")
-    return clips[:limit] if limit else clips
+    clips = clips[:limit] if limit else clips
+    return [c if c.text is not None else Clip(c.path, c.group, _sidecar_text(c.path)) for c in clips]
+
+
+def _sidecar_text(audio: Path) -> str | None:
+    """The transcript in ``audio`` with the suffix .txt, if that file exists and is not blank."""
+    path = audio.with_suffix(".txt")
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CodecError(f"Transcript {path} cannot be read as UTF-8 text ({e}).") from None
 
 
 def score(reference: np.ndarray, decoded: np.ndarray, sample_rate: int, metrics: list[str] | None = None) -> dict:
-    """Remove the delay, then the named metrics (None: all) (a worker-process job)."""
+    """Remove the delay, then the named metrics (None: all) (a worker-process job). For "wer" the
+    decoded clip's transcript is returned as "recognized_text"; the runner counts its errors."""
+    wanted = None if metrics is None else [m for m in metrics if m in METRIC_NAMES]
     ref, deg, delay = align(reference, decoded, sample_rate)
-    return {"delay_ms": 1000 * delay / sample_rate, **compute_metrics(ref, deg, sample_rate, metrics)}
+    out = {"delay_ms": 1000 * delay / sample_rate, **compute_metrics(ref, deg, sample_rate, wanted)}
+    if metrics is None or "wer" in metrics:
+        out["recognized_text"] = transcribe(decoded, sample_rate)
+    return out
+
+
+def wer_fields(reference: str, source: str, recognized: str) -> dict:
+    """A row's WER columns: its rate (None when the reference has no words), the errors and the
+    reference's words that corpus rates sum, where the reference came from ("transcript" or "asr"),
+    and both texts."""
+    errors, words = word_errors(reference, recognized)
+    return {"wer": errors / words if words else None, "wer_errors": errors, "wer_words": words,
+            "wer_reference": source, "reference_text": reference, "recognized_text": recognized}
 
 
 def evaluate(systems: list[CodecSystem], clips: list[Clip], workers: int = 1, examples: int = 0,
              on_progress: Callable[[], None] = lambda: None, metrics: list[str] | None = None) -> EvalResults:
-    """Code every clip with every system and score it with ``metrics`` (None: all of METRICS);
+    """Code every clip with every system and score it with ``metrics`` (None: all of ALL_METRICS);
     unreadable clips are listed, not fatal.
 
-    The decoded audio of the first ``examples`` readable clips is kept for spectrogram figures.
+    With "wer", clips that have a transcript also get a row for the uncoded audio (system ORIGINAL),
+    placed before the clip's coded rows. The decoded audio of the first ``examples`` readable clips
+    is kept for spectrogram figures.
     """
+    names = {m.name for m in ALL_METRICS}
+    if metrics is not None and (unknown := sorted(set(metrics) - names)):
+        raise CodecError(f"Unknown metric(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(m.name for m in ALL_METRICS)}.")
+    wer = metrics is None or "wer" in metrics
     results = EvalResults()
-    pending: list[tuple[dict, Future]] = []
+    pending: list[tuple[int, dict, Future]] = []  # (clip index, row, its scores)
+    originals: dict[int, tuple[Clip, dict, Future]] = {}  # clip index -> (clip, row, its transcript)
     # spawn, not fork: a child forked after torch's OpenMP threads ran can deadlock
     executor: Executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                               initializer=torch.set_num_threads, initargs=(1,))
                           if workers > 1 else _InlineExecutor())
     with executor:
-        for clip in clips:
+        for index, clip in enumerate(clips):
             try:
                 audio = read_audio(clip.path)
             except CodecError as e:
@@ -86,6 +136,10 @@ def evaluate(systems: list[CodecSystem], clips: list[Clip], workers: int = 1, ex
             mono = Audio(to_channels(audio.samples, 1), audio.sample_rate)
             reference = mono.samples[0].numpy()
             keep = len(results.examples) < examples
+            if wer:
+                row = {"system": ORIGINAL, "label": ORIGINAL, "nominal_kbps": None, "num_bytes": None,
+                       "actual_kbps": None, "clip": str(clip.path), "group": clip.group, "duration_s": mono.duration}
+                originals[index] = (clip, row, executor.submit(transcribe, reference, mono.sample_rate))
             if keep:
                 results.examples[str(clip.path)] = [("original", reference)]
                 results.sample_rates[str(clip.path)] = mono.sample_rate
@@ -105,11 +159,23 @@ def evaluate(systems: list[CodecSystem], clips: list[Clip], workers: int = 1, ex
                 decoded = coded.audio.samples[0].numpy()
                 if keep:
                     results.examples[str(clip.path)].append((system.label, decoded))
-                pending.append((row, executor.submit(score, reference, decoded, mono.sample_rate, metrics)))
+                pending.append((index, row, executor.submit(score, reference, decoded, mono.sample_rate, metrics)))
                 on_progress()
-        for row, future in pending:
+        scored: dict[int, list[dict]] = {}
+        for index, row, future in pending:
             row.update(future.result())
-            results.rows.append(row)
+            scored.setdefault(index, []).append(row)
+        for index in sorted(scored.keys() | originals.keys()):
+            rows = scored.get(index, [])
+            if index in originals:
+                clip, row, heard = originals[index]
+                heard = heard.result()
+                reference, source = (clip.text, "transcript") if clip.text is not None else (heard, "asr")
+                for r in rows:
+                    r.update(wer_fields(reference, source, r.pop("recognized_text")))
+                if source == "transcript":
+                    rows.insert(0, {**row, **wer_fields(reference, source, heard)})
+            results.rows += rows
     return results
 
 
@@ -133,26 +199,53 @@ def confidence_interval(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(half)
 
 
+def ratio_interval(errors: list[float], words: list[float]) -> tuple[float, float]:
+    """(sum(errors) / sum(words), half-width of its 95% interval): the ratio estimator's
+    linearised standard error over clips, with the t quantile; half-width 0 for a single clip."""
+    from scipy import stats
+
+    e, w = np.asarray(errors, dtype=np.float64), np.asarray(words, dtype=np.float64)
+    rate = float(e.sum() / w.sum())
+    if len(e) < 2:
+        return rate, 0.0
+    se = math.sqrt(len(e) / (len(e) - 1) * float(((e - rate * w) ** 2).sum())) / float(w.sum())
+    return rate, float(stats.t.ppf(0.975, len(e) - 1) * se)
+
+
 def aggregate(rows: list[dict], metrics: list[str]) -> list[dict]:
-    """One summary per (system label, group), plus "all" groups when clips have several groups."""
+    """One summary per (system label, group), plus "all" groups when clips have several groups;
+    the ORIGINAL system first.
+
+    Each metric gets {"mean", "ci95", "n", "skipped"} over the rows that were asked for it; for
+    "wer" the "mean" is the corpus rate, sum(errors) / sum(reference words) (also given as "errors"
+    and "words"), and "ci95" that of a ratio (``ratio_interval``).
+    """
     groups = sorted({r["group"] for r in rows})
-    keys = [(label, g) for label in dict.fromkeys(r["label"] for r in rows) for g in groups]
+    labels = sorted(dict.fromkeys(r["label"] for r in rows), key=lambda label: label != ORIGINAL)
+    keys = [(label, g) for label in labels for g in groups]
     if len(groups) > 1:
-        keys += [(label, "all") for label in dict.fromkeys(r["label"] for r in rows)]
+        keys += [(label, "all") for label in labels]
     summaries = []
     for label, group in keys:
         selected = [r for r in rows if r["label"] == label and group in (r["group"], "all")]
         if not selected:
             continue
         first = selected[0]
+        coded = first["num_bytes"] is not None  # not the ORIGINAL
         summary = {"label": label, "system": first["system"], "group": group, "clips": len(selected),
                    "nominal_kbps": first["nominal_kbps"],
                    # all bytes over all seconds: what the whole set costs, not a mean of per-clip rates
                    "actual_kbps": sum(r["num_bytes"] for r in selected) * 8 / sum(r["duration_s"] for r in selected)
-                   / 1000}
+                   / 1000 if coded else None}
         for name in metrics + ["delay_ms", "encode_rtf", "decode_rtf"]:
-            values = [r[name] for r in selected if r.get(name) is not None]
-            mean, half = confidence_interval(values) if values else (None, None)
-            summary[name] = {"mean": mean, "ci95": half, "n": len(values), "skipped": len(selected) - len(values)}
+            asked = [r for r in selected if name in r]
+            scored = [r for r in asked if r[name] is not None]
+            summary[name] = {"mean": None, "ci95": None, "n": len(scored), "skipped": len(asked) - len(scored)}
+            if scored and name == "wer":
+                errors, words = [r["wer_errors"] for r in scored], [r["wer_words"] for r in scored]
+                rate, half = ratio_interval(errors, words)
+                summary[name].update(mean=rate, ci95=half, errors=sum(errors), words=sum(words))
+            elif scored:
+                summary[name]["mean"], summary[name]["ci95"] = confidence_interval([r[name] for r in scored])
         summaries.append(summary)
     return summaries
