@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..audio.model import AudioCodec
+from ..audio.registry import resolve_model
 from ..data import SegmentDataset, prepare_manifests
 from .audio_config import AudioTrainConfig
 from .audio_objective import AudioObjective
@@ -57,4 +58,5 @@ AUDIO_CODEC = Task(
     best_metric="mel_distance",
     renamed_keys={"data.segment_seconds": "data.crop_seconds"},  # renamed apart from model.segment_seconds
     upgrade_checkpoint=upgrade_v1_checkpoint,
+    find_model=resolve_model,
 )

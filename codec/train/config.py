@@ -60,6 +60,7 @@ class TrainConfig:
     max_nonfinite_steps: int = 5  # abort after this many consecutive non-finite losses
     bf16: bool = True  # autocast on CUDA
     device: str = "auto"  # auto, cpu, cuda
+    init_from: str = ""  # fine-tuning: a model folder (or bundled codec name) whose weights start a new run
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "log_every", "valid_every", "checkpoint_every", "keep_checkpoints",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 TASKS: dict[str, str] = {  # task name -> "module:attribute" of its Task
     "audio_codec": "codec.train.audio_task:AUDIO_CODEC",
     "token_lm": "slm.train:TOKEN_LM",
+    "latent_lm": "slm.latent_train:LATENT_LM",
 }
 
 
@@ -57,6 +58,7 @@ class Task:
     validate: Callable[[nn.Module, Any, TrainLogger, int, TrainConfig], dict[str, float]]
     best_metric: str  # the validation metric (lower is better) that picks run_dir/best
     renamed_keys: Mapping[str, str] = field(default_factory=dict)  # old dotted config key -> new, same section
+    find_model: Callable[[str], Path] | None = None  # a model's name -> its folder (for init_from by name)
     # training state of checkpoints older than TrainingState (format 1) -> the current layout
     upgrade_checkpoint: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 

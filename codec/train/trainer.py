@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import MODEL_TYPES, save_pretrained
+from ..checkpoint import MODEL_TYPES, load_checkpoint, save_pretrained
 from ..data.loader import build_train_loader
 from ..errors import CodecError
 from ..files import atomic_write
@@ -57,6 +57,8 @@ class Trainer:
         if getattr(self.model, "model_type", None) not in MODEL_TYPES:  # else save_pretrained could not save it
             raise CodecError(f"Task {self.task.name!r} built a {type(self.model).__name__}, which is not a model type "
                              "of codec.checkpoint.MODEL_TYPES.")
+        if config.init_from and not resume:
+            self._init_weights(config.init_from)
         self.objective = self.task.build_objective(config, self.model, self.env)
         params = list(self.model.parameters()) + list(self.objective.trainable_parameters())
         self.optimizer, self.scheduler = build_optimizer(params, config.optim, config.steps)
@@ -84,6 +86,21 @@ class Trainer:
     @step.setter
     def step(self, value: int) -> None:
         self.state.progress.step = value
+
+    def _init_weights(self, source: str) -> None:
+        """Start from the weights of model folder (or bundled codec) ``source``, which must be this
+        run's architecture (fine-tuning)."""
+        folder = Path(source)
+        if not folder.is_dir() and self.task.find_model is not None:
+            folder = self.task.find_model(source)
+        if not folder.is_dir():
+            raise CodecError(f"init_from {source} is not a model folder.")
+        start = load_checkpoint(folder, "cpu", model_type=self.model.model_type)
+        try:
+            self.model.load_state_dict(start.state_dict())
+        except RuntimeError as e:
+            first = " ".join(str(e).split())[:200]
+            raise CodecError(f"init_from {source} is not this run's architecture ({first}).") from None
 
     def _load_checkpoint(self, path: Path) -> None:
         """Restore the TrainingState from checkpoint ``path``; a CodecError naming it if it does not fit."""
