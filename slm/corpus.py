@@ -1,4 +1,5 @@
-"""A synthetic speech corpus for spoken LMs, made offline: grammar sentences read by many TTS voices.
+"""A synthetic speech corpus for spoken LMs, made offline: grammar sentences (and, one utterance in seven,
+word lists) read by many TTS voices.
 
     OUT/train/<voice>/<id>.wav (+ .txt)     training voices (codec/data/tts.py VOICES minus HELD_OUT)
     OUT/heldout/<voice>/<id>.wav (+ .txt)   held-out voices, other sentences: evaluation only
@@ -24,6 +25,7 @@ from codec.files import atomic_write
 
 from .grammar import Grammar
 
+WORD_LIST_EVERY = 7  # every 7th training utterance is a word list (slm/grammar.py)
 WORDS_PER_SECOND = 2.6  # about how fast the voices speak: sizes the sentence count for a target duration
 
 
@@ -69,7 +71,9 @@ def build_corpus(out: Path, minutes: float, pairs: int = 200, seed: int = 0, wor
 
     for split, voices, n in (("train", train_voices, count), ("heldout", held_voices, max(1, round(count * heldout_fraction)))):
         for i in range(n):
-            voice, text = voices[i % len(voices)], new_sentence(split)
+            voice = voices[i % len(voices)]
+            text = grammar.word_list() if split == "train" and i % WORD_LIST_EVERY == WORD_LIST_EVERY - 1 \
+                else new_sentence(split)
             uid = f"{split}-{i:06d}"
             path = out / split / voice.id / f"{uid}.wav"
             jobs.append(Job(path, voice, text))

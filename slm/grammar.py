@@ -5,7 +5,8 @@ Sentences follow   S -> NP VP [PP];  NP -> Det (Adj) N;  VP -> V_intr | V_tr NP
 with number agreement between the subject and the verb ("the dog runs", "the dogs run").
 Lexical pairs set a real word against a pseudo-word made from it by changing one vowel, so the
 two sound alike but only one is in the lexicon; syntactic pairs set a sentence against the
-same words with broken agreement or swapped word order. Everything is seeded and deterministic.
+same words with broken agreement or swapped word order. Word lists (words read one by one) give
+training speech in which words stand alone, as they do in lexical pairs. Everything is seeded and deterministic.
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ class Grammar:
 
     def sentence(self) -> str:
         return " ".join(self.sentence_words()[0])
+
+    def word_list(self) -> str:
+        """Three to six words of the lexicon, comma-separated: words spoken on their own, as in lexical pairs."""
+        return ", ".join(self.rng.sample(sorted(lexicon()), self.rng.randint(3, 6)))
 
     def pseudo_word(self, word: str) -> str:
         """``word`` with one vowel changed, not a word of the lexicon."""

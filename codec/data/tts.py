@@ -9,6 +9,7 @@ used for synthetic corpora; those in ``HELD_OUT`` are kept out of training, for 
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import tempfile
@@ -45,20 +46,32 @@ class Voice:
         raise ValueError(f"unknown TTS engine {self.engine!r}")
 
 
-def _espeak(name: str, rates=(140, 175), pitches=(35, 65)) -> list[Voice]:
-    return [Voice("espeak-ng", name, r, p) for r in rates for p in pitches]
-
-
-VOICES: tuple[Voice, ...] = (
-    *_espeak("en-us+m1"), *_espeak("en-us+f2"), *_espeak("en-gb+m3"), *_espeak("en-gb-scotland+f4"),
-    *_espeak("en-gb-x-rp+m7"), *_espeak("en-029+f1"), *_espeak("en-gb-x-gbclan+m2"),
-    *_espeak("en-gb-x-gbcwmd+f3", rates=(155,), pitches=(50,)), *_espeak("en-us+klatt", rates=(160,), pitches=(45,)),
-    Voice("flite", "kal"), Voice("flite", "awb"), Voice("flite", "rms"), Voice("flite", "slt"), Voice("flite", "kal16"),
-    Voice("festival", "kal_diphone"),
-)
+ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
+                  "en-us-nyc")
+ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3",
+                   "klatt4", "Andy", "Annie", "Alex", "Denis", "Edward", "Gene", "Linda", "Michael", "Paul", "Rob",
+                   "Steph", "grandma", "grandpa", "male3", "female3", "shelby")
 HELD_OUT: frozenset[str] = frozenset({  # voices no training utterance uses: the evaluation speakers
     "espeak-ng_en-gb-x-gbcwmd-f3_r155_p50", "espeak-ng_en-us-klatt_r160_p45", "flite_slt",
 })
+
+
+def _espeak_voices(count: int, seed: int = 7) -> list[Voice]:
+    """``count`` espeak-ng accent+variant pairs at seeded rates (130-190 wpm) and pitches (25-75), none of them
+    an accent+variant pair that a held-out voice uses."""
+    rng = random.Random(seed)
+    held = {("en-gb-x-gbcwmd", "f3"), ("en-us", "klatt")}
+    pairs = [(a, v) for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS if (a, v) not in held]
+    rng.shuffle(pairs)
+    return [Voice("espeak-ng", f"{a}+{v}", rng.randrange(130, 195, 5), rng.randrange(25, 80, 5)) for a, v in pairs[:count]]
+
+
+VOICES: tuple[Voice, ...] = (
+    *_espeak_voices(72),
+    Voice("flite", "kal"), Voice("flite", "awb"), Voice("flite", "rms"), Voice("flite", "kal16"),
+    Voice("festival", "kal_diphone"),
+    Voice("espeak-ng", "en-gb-x-gbcwmd+f3", 155, 50), Voice("espeak-ng", "en-us+klatt", 160, 45), Voice("flite", "slt"),
+)
 
 
 def available_engines() -> set[str]:
