@@ -40,6 +40,7 @@ WEIGHTS_FILE = "model.safetensors"
 MODEL_TYPES = {  # model_type -> "module:class" of the model
     "audio_codec": "codec.audio.model:AudioCodec",
     "token_lm": "slm.model:TokenLM",
+    "latent_lm": "slm.latent_model:LatentLM",
 }
 _V1_NAMES = {"n_q": "num_codebooks"}  # keys renamed in format version 2 (inside "quantizer" sections)
 

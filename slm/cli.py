@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,24 +25,28 @@ def tokenize(  # `codec tokenize`: cli.py registers it on the main app
     data_dir: Annotated[Optional[Path], typer.Option(help="A recipe's corpus folder.")] = None,
     n_q: Annotated[Optional[int], typer.Option("--n-q", help="Codebook levels to keep (default: all).")] = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Utterances per shard.")] = 500,
-    continuous: Annotated[bool, typer.Option(help="Pre-quantization latents instead of codes (not yet).")] = False,
+    continuous: Annotated[bool, typer.Option(help="The codec's pre-quantization latents (float16, with their "
+                                                  "mean and std in index.json) instead of codes.")] = False,
     workers: Workers = 1,
     device: Device = "cpu",
 ) -> None:
     """Turn a speech corpus into token shards for the language models (resumable: rerun to continue)."""
     from slm.tokenize import find_sources, tokenize as run_tokenize
 
-    if continuous:
-        raise CodecError("--continuous (latent shards) is not implemented yet; tokenize without it.")
-    n_q = levels_for(load_model(model, device).model.config.token_spec, None, n_q)
+    if continuous and n_q is not None:
+        raise CodecError("--n-q does not apply to --continuous: latents are taken before quantization.")
+    spec = load_model(model, device).model.config.token_spec
+    n_q = None if continuous else levels_for(spec, None, n_q)
     sources = find_sources(data, out, str(data_dir) if data_dir else None)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 reports for all
     with Progress(console=stderr, disable=not main_process) as progress:
         task = progress.add_task("shards", total=-(-len(sources) // shard_size))
-        index = run_tokenize(sources, out, model, device, n_q, shard_size, workers, lambda: progress.advance(task))
+        index = run_tokenize(sources, out, model, device, n_q, shard_size, workers, lambda: progress.advance(task),
+                             continuous)
     if main_process:
+        what = f"latents of {index.width} dims" if continuous else f"{index.token_spec.n_q} codes"
         stdout.print(f"wrote {index.num_utterances} utterances ({index.hours:.2f} h, {index.num_frames} frames of "
-                     f"{index.token_spec.n_q} codes) in {len(index.shards)} shards to {out}", markup=False)
+                     f"{what}) in {len(index.shards)} shards to {out}", markup=False)
 
 
 @app.command("train")
@@ -74,33 +79,42 @@ def slm_generate(
     top_k: Annotated[int, typer.Option(help="Sample among the k most likely codes (0: all).")] = 0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling probability mass.")] = 1.0,
     repetition_window: Annotated[int, typer.Option(help="Repetition-aware sampling over N past tokens (0: off).")] = 0,
+    head_steps: Annotated[int, typer.Option(help="Latent LM: ODE steps of the flow head per frame.")] = 20,
+    solver: Annotated[str, typer.Option(help="Latent LM: euler, midpoint or heun.")] = "euler",
+    guidance: Annotated[float, typer.Option(help="Latent LM: classifier-free guidance scale (1: none).")] = 1.0,
+    shift: Annotated[float, typer.Option(help="Latent LM: time shift of the ODE grid (>1: more steps near noise).")] = 1.0,
     seed: int = 0,
     codec_model: Annotated[Optional[str], typer.Option("--codec", help="The LM's codec, if not found by name.")] = None,
     force: Force = False,
     device: Device = "cpu",
 ) -> None:
-    """Continue spoken prompts with a token LM; writes prompt + continuation as audio."""
+    """Continue spoken prompts with a token LM or a latent LM; writes prompt + continuation as audio.
+    For a latent LM the temperature scales the flow head's initial noise."""
     from codec.audio.io import write_audio
     from codec.devices import parse_device
     from codec.files import check_writable
     from codec.jobs import plan_outputs
     from slm.generate import continue_prompts, load_codec_for, load_lm
+    from slm.latent_model import LatentLM, SamplingOptions
     from slm.sampling import SamplingConfig
 
-    try:
-        sampling = SamplingConfig(temperature, top_k, top_p, repetition_window)
-    except ValueError as e:
-        raise CodecError(f"Invalid sampling options: {e}.") from None
     outputs = plan_outputs([p.with_name(f"{p.stem}_continued{p.suffix}") for p in prompt], output, ".wav")
     for dst in outputs:
         check_writable(dst, force)
     target = parse_device(device)
     lm = load_lm(checkpoint, target)
+    try:
+        if isinstance(lm, LatentLM):
+            sampling = SamplingOptions(head_steps, solver, temperature, guidance, shift)
+        else:
+            sampling = SamplingConfig(temperature, top_k, top_p, repetition_window)
+    except ValueError as e:
+        raise CodecError(f"Invalid sampling options: {e}.") from None
     codec = load_codec_for(lm, codec_model, target)
     for result, dst in zip(continue_prompts(lm, codec, prompt, seconds, sampling, seed, prompt_seconds), outputs):
         write_audio(dst, result.audio, codec.sample_rate, force)
         stdout.print(f"wrote {dst} ({result.prompt_frames} prompt frames + "
-                     f"{result.codes.shape[-1] - result.prompt_frames} generated)", markup=False)
+                     f"{result.sequence.shape[-1] - result.prompt_frames} generated)", markup=False)
 
 
 @app.command("corpus")
@@ -137,19 +151,29 @@ def slm_eval(
     test: Annotated[Optional[Path], typer.Option(help="Held-out shards (default: the training run's held-out utterances).")] = None,
     pairs: Annotated[Optional[list[Path]], typer.Option(help="pairs.jsonl or a ZeroSpeech-style folder (repeatable).")] = None,
     valid_utterances: Annotated[int, typer.Option(help="Held-out utterances when --test is not given.")] = 16,
-    prompts: Annotated[Optional[Path], typer.Option(help="Prompt audio (folder or manifest; speaker = its folder "
-                                                          "unless the manifest says) for continuation speaker similarity.")] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help="Held-out utterances to continue (folder or manifest; speaker = "
+                                                          "its folder unless the manifest says; transcripts from the "
+                                                          "manifest or .txt files) for speaker similarity and ASR WER.")] = None,
     num_prompts: Annotated[int, typer.Option(help="Prompts to continue (spread over speakers).")] = 16,
-    prompt_seconds: Annotated[float, typer.Option(help="Seconds of each prompt kept.")] = 1.0,
-    continue_seconds: Annotated[float, typer.Option(help="Seconds generated after each prompt.")] = 2.0,
+    prompt_seconds: Annotated[float, typer.Option(help="Seconds of each utterance given as the prompt; the LM "
+                                                       "continues it to the utterance's length.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed for continuations.")] = 0,
+    compare: Annotated[Optional[str], typer.Option(help="Latent LM: a token LM (model folder) continued on the same "
+                                                        "prompts, side by side.")] = None,
+    head_steps: Annotated[int, typer.Option(help="Latent LM: ODE steps of the flow head per frame.")] = 20,
+    solver: Annotated[str, typer.Option(help="Latent LM: euler, midpoint or heun.")] = "euler",
+    sweep: Annotated[bool, typer.Option(help="Latent LM: distances and speed vs head steps and temperature.")] = True,
     codec_model: Annotated[Optional[str], typer.Option("--codec", help="The LM's codec, if not found by name.")] = None,
     force: Force = False,
     device: Device = "cpu",
 ) -> None:
-    """Held-out bits per token and per second against unigram/bigram models, and minimal-pair accuracy."""
+    """Token LM: held-out bits per token and per second against unigram/bigram models, minimal-pair
+    accuracy, continuations. Latent LM: held-out flow loss, continuations side by side with a token LM
+    (--compare) and baselines, quality and speed vs the flow head's steps and temperature."""
     from codec.devices import parse_device
     from slm.eval import judge_pairs, lm_bits, ngram_bits, read_pairs, write_report
     from slm.generate import load_codec_for, load_lm
+    from slm.latent_model import LatentLM
     from slm.shards import load_utterances
     from slm.train import split_held_out
 
@@ -157,14 +181,21 @@ def slm_eval(
         raise CodecError(f"{out} already holds results; pass --force to overwrite them.")
     target = parse_device(device)
     lm = load_lm(checkpoint, target)
-    index, items = load_utterances(shards)
+    if isinstance(lm, LatentLM):
+        if pairs:
+            raise CodecError("Minimal pairs are judged by likelihood, which a flow-matching head does not give; "
+                             "drop --pairs for a latent LM.")
+        _eval_latent(lm, shards, out, test, valid_utterances, prompts, num_prompts, prompt_seconds, seed, compare,
+                     head_steps, solver, sweep, codec_model, target)
+        return
+    index, items = load_utterances(shards, kind="codes")
     if index.tokenizer_fingerprint != lm.config.tokenizer_fingerprint:
         raise CodecError(f"{shards} holds codes of another codec than the LM's ({index.tokenizer}).")
     train, held_out = split_held_out(items, valid_utterances)
     if test is not None:
         train = [c for _, c in items]
     if test is not None:
-        test_index, test_items = load_utterances(test)
+        test_index, test_items = load_utterances(test, kind="codes")
         if test_index.tokenizer_fingerprint != lm.config.tokenizer_fingerprint:
             raise CodecError(f"{test} holds codes of another codec than the LM's ({test_index.tokenizer}).")
         held_out = [c for _, c in test_items]
@@ -175,22 +206,72 @@ def slm_eval(
     accuracies = []
     if pairs:
         codec = load_codec_for(lm, codec_model, target)
-        for source in pairs:
-            accuracies += judge_pairs(lm, codec, read_pairs(source))
+        for source in pairs:  # several sources: each kind labelled with its source's name
+            found = judge_pairs(lm, codec, read_pairs(source))
+            accuracies += [replace(a, kind=f"{a.kind} ({source.stem})") if len(pairs) > 1 else a for a in found]
     continuation = None
     if prompts is not None:
-        from slm.eval import continuation_speakers
+        from slm.continuation import choose_prompts, score_continuations
+        from slm.generate import continue_utterances
         from slm.sampling import SamplingConfig
-        from slm.tokenize import find_sources
 
         codec = load_codec_for(lm, codec_model, target)
-        by_speaker: dict[str, list] = {}
-        for source in find_sources(prompts):
-            by_speaker.setdefault(source.speaker or source.path.parent.name, []).append(source.path)
-        chosen = [(paths[i], speaker) for i in range(num_prompts) for speaker, paths in sorted(by_speaker.items())
-                  if i < len(paths)][:num_prompts]
-        continuation = continuation_speakers(lm, codec, chosen, prompt_seconds, continue_seconds,
-                                             SamplingConfig(top_k=50, repetition_window=10))
+        chosen, vocabulary = choose_prompts(prompts, num_prompts, prompt_seconds, lm.max_frames / lm.config.frame_rate)
+        results = continue_utterances(lm, codec, chosen, prompt_seconds, SamplingConfig(top_k=50, repetition_window=10),
+                                      seed)
+        continuation = score_continuations(results, vocabulary)
     table = write_report(out, bits, lm.config.frame_rate, accuracies, continuation, force=True)
+    stdout.print(table, markup=False)
+    stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png", markup=False)
+
+
+def _eval_latent(lm, shards: Path, out: Path, test: Optional[Path], valid_utterances: int, prompts: Optional[Path],
+                 num_prompts: int, prompt_seconds: float, seed: int, compare: Optional[str], head_steps: int,
+                 solver: str, sweep: bool, codec_model: Optional[str], target) -> None:
+    from slm.continuation import choose_prompts
+    from slm.generate import load_codec_for, load_lm
+    from slm.latent_eval import latents_function, sweep as sweep_settings, system_rows, timed_continuations, write_latent_report
+    from slm.latent_model import SamplingOptions
+    from slm.latent_train import held_out_flow_loss
+    from slm.model import TokenLM
+    from slm.sampling import SamplingConfig
+    from slm.shards import load_utterances
+    from slm.train import split_held_out
+
+    index, items = load_utterances(test or shards)
+    if index.kind != "latents" or index.tokenizer_fingerprint != lm.config.tokenizer_fingerprint:
+        raise CodecError(f"{test or shards} does not hold latents of the LM's codec ({lm.config.tokenizer}); "
+                         "make them with `codec tokenize --continuous`.")
+    held_out = [x for _, x in items] if test is not None else split_held_out(items, valid_utterances)[1]
+    loss = held_out_flow_loss(lm, held_out)
+    systems, sweep_rows = [], []
+    if prompts is not None:
+        try:
+            options = SamplingOptions(head_steps, solver)
+        except ValueError as e:
+            raise CodecError(f"Invalid sampling options: {e}.") from None
+        codec = load_codec_for(lm, codec_model, target)
+        other = load_lm(compare, target) if compare else None
+        if other is not None and not isinstance(other, TokenLM):
+            raise CodecError(f"--compare takes a token LM; {compare} is another latent LM.")
+        if other is not None and other.config.tokenizer_fingerprint != lm.config.tokenizer_fingerprint:
+            raise CodecError(f"--compare {compare} models another codec's codes ({other.config.tokenizer}); "
+                             "compare LMs of the same codec.")
+        longest = min(m.max_frames / m.config.frame_rate for m in (lm, other) if m is not None)
+        chosen, vocabulary = choose_prompts(prompts, num_prompts, prompt_seconds, longest)
+        latents_of = latents_function(codec)
+        results, speed = timed_continuations(lm, codec, chosen, prompt_seconds, options, seed)
+        rows, _ = system_rows("latent LM (flow head)", results, speed, latents_of, lm.config.frame_rate, vocabulary, True)
+        systems += rows[:1]
+        if other is not None:
+            token_results, token_speed = timed_continuations(other, codec, chosen, prompt_seconds,
+                                                             SamplingConfig(top_k=50, repetition_window=10), seed)
+            token_rows, _ = system_rows("token LM", token_results, token_speed, latents_of, lm.config.frame_rate,
+                                        vocabulary, False)
+            systems += token_rows
+        systems += rows[1:]
+        if sweep:
+            sweep_rows = sweep_settings(lm, codec, chosen, prompt_seconds, options, latents_of, seed)
+    table = write_latent_report(out, loss, systems, sweep_rows, force=True)
     stdout.print(table, markup=False)
     stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png", markup=False)

@@ -27,6 +27,7 @@ import torch
 
 from codec.errors import CodecError
 
+from .continuation import ContinuationScores, mean_ci
 from .model import TokenLM
 
 LOG2E = 1 / math.log(2)
@@ -150,14 +151,6 @@ def judge_pairs(lm: TokenLM, codec, pairs: list[Pair]) -> list[Accuracy]:
     return [Accuracy(kind, c, n) for kind, (c, n) in sorted(tallies.items())]
 
 
-def _mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and 95% half-width (normal approximation)."""
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / max(n - 1, 1))
-    return mean, 1.96 * sd / math.sqrt(n)
-
-
 def write_report(out: Path, bits: dict[str, torch.Tensor], frame_rate: float, accuracies: list[Accuracy],
                  continuation: ContinuationScores | None = None, force: bool = False) -> str:
     """results.json / results.csv / results.md and plot.png in ``out``; returns the markdown table."""
@@ -180,15 +173,11 @@ def write_report(out: Path, bits: dict[str, torch.Tensor], frame_rate: float, ac
         lines += ["", "| minimal pairs | accuracy | 95% CI | pairs |", "|---|---:|---:|---:|"]
         lines += [f"| {j['kind']} | {100 * j['accuracy']:.1f}% | {100 * j['ci_low']:.1f}-{100 * j['ci_high']:.1f}% | "
                   f"{j['pairs']} |" for j in judged]
-    speakers = {}
+    document = {"likelihood": rows, "minimal_pairs": judged}
     if continuation is not None:
-        for name, values in (("own prompt", continuation.same), ("another speaker's prompt", continuation.other)):
-            speakers[name] = _mean_ci(values)
-        lines += ["", "| continuation vs | speaker similarity (GE2E) | prompts |", "|---|---:|---:|"]
-        lines += [f"| {name} | {m:.3f} ± {h:.3f} | {len(continuation.same)} |" for name, (m, h) in speakers.items()]
+        lines += ["", *continuation_table(continuation)]
+        document["continuations"] = continuation_document(continuation)
     table = "\n".join(lines) + "\n"
-    document = {"likelihood": rows, "minimal_pairs": judged,
-                "continuation_speaker_similarity": {k: {"mean": m, "ci95": h} for k, (m, h) in speakers.items()}}
     with atomic_write(out / "results.json", force) as tmp:
         tmp.write_text(json.dumps(document, indent=1) + "\n")
     with atomic_write(out / "results.md", force) as tmp:
@@ -220,31 +209,23 @@ def write_report(out: Path, bits: dict[str, torch.Tensor], frame_rate: float, ac
     return table
 
 
-@dataclass(frozen=True)
-class ContinuationScores:
-    same: list[float]  # speaker similarity of each prompt to its own continuation
-    other: list[float]  # ... to the continuation of a prompt by another speaker (the baseline)
+def continuation_table(scores: ContinuationScores) -> list[str]:
+    """Markdown lines: speaker similarity and, with transcripts, ASR word error rates."""
+    n = len(scores.same)
+    lines = ["| continuation vs | speaker similarity (GE2E) | prompts |", "|---|---:|---:|"]
+    for name, values in (("own prompt", scores.same), ("another speaker's prompt", scores.other)):
+        m, h = mean_ci(values)
+        lines.append(f"| {name} | {m:.3f} ± {h:.3f} | {n} |")
+    if scores.wer is not None:
+        lines += ["", "| ASR (pocketsphinx) vs transcript | word error rate | prompts |", "|---|---:|---:|",
+                  f"| prompt + continuation | {100 * scores.wer:.1f}% | {len(scores.transcripts)} |",
+                  f"| codec resynthesis of the utterance | {100 * scores.wer_resynthesis:.1f}% | "
+                  f"{len(scores.transcripts)} |"]
+    return lines
 
 
-def continuation_speakers(lm: TokenLM, codec, prompts: list[tuple[Path, str]], prompt_seconds: float,
-                          seconds: float, sampling, seed: int = 0) -> ContinuationScores:
-    """Continue each (audio, speaker) prompt; GE2E similarity of the prompt to its continuation, next
-    to its similarity to the continuation of the next prompt by another speaker."""
-    from codec.eval.metrics import speaker_embedding
-
-    from .generate import continue_prompts
-
-    if len({s for _, s in prompts}) < 2:
-        raise CodecError("Speaker similarity of continuations needs prompts by at least two speakers.")
-    results = continue_prompts(lm, codec, [p for p, _ in prompts], seconds, sampling, seed, prompt_seconds)
-    rate = codec.sample_rate
-    cut = lambda r: round(r.prompt_frames * rate / lm.config.frame_rate)
-    prompt_voice = [speaker_embedding(r.audio[0, :cut(r)], rate) for r in results]
-    continued_voice = [speaker_embedding(r.audio[0, cut(r):], rate) for r in results]
-    cosine = lambda a, b: float(torch.nn.functional.cosine_similarity(a, b, dim=0))
-    same, other = [], []
-    for i, (_, speaker) in enumerate(prompts):
-        j = next(k for k in range(1, len(prompts)) if prompts[(i + k) % len(prompts)][1] != speaker)
-        same.append(cosine(prompt_voice[i], continued_voice[i]))
-        other.append(cosine(prompt_voice[i], continued_voice[(i + j) % len(prompts)]))
-    return ContinuationScores(same, other)
+def continuation_document(scores: ContinuationScores) -> dict:
+    same, other = mean_ci(scores.same), mean_ci(scores.other)
+    return {"speaker_similarity": {"own_prompt": {"mean": same[0], "ci95": same[1]},
+                                   "other_speaker": {"mean": other[0], "ci95": other[1]}},
+            "wer": scores.wer, "wer_resynthesis": scores.wer_resynthesis, "transcripts": scores.transcripts}

@@ -28,7 +28,7 @@ from codec.train.tasks import Task, TaskData
 
 from .model import TokenLM, TokenLMConfig
 from .patterns import Pattern, PatternName
-from .shards import Utterance, load_utterances, read_index
+from .shards import Kind, ShardIndex, Utterance, load_utterances, read_index
 from .transformer import TransformerConfig
 
 NATS_TO_BITS = 1 / math.log(2)
@@ -63,9 +63,7 @@ class TokenLMTrainConfig(TrainConfig):
 
 def lm_config(config: TokenLMTrainConfig) -> TokenLMConfig:
     """The model's config from the training config and the shards' index (their codec and rates)."""
-    if not config.data.shards:
-        raise CodecError("Set data.shards to a folder written by `codec tokenize` (e.g. --set data.shards=tokens/).")
-    index = read_index(Path(config.data.shards))
+    index = training_index(config.data.shards, "codes")
     spec = index.token_spec
     n_q = config.model.n_q or spec.n_q
     if not 1 <= n_q <= spec.n_q:
@@ -79,6 +77,18 @@ def lm_config(config: TokenLMTrainConfig) -> TokenLMConfig:
                              index.tokenizer, index.tokenizer_fingerprint, config.model.depth)
     except ValueError as e:
         raise CodecError(f"Invalid model config: {e}.") from None
+
+
+def training_index(shards: str, kind: Kind) -> ShardIndex:
+    """The index of ``data.shards``, which must hold ``kind`` (a token LM trains on codes, a latent LM
+    on latents)."""
+    how = "`codec tokenize`" if kind == "codes" else "`codec tokenize --continuous`"
+    if not shards:
+        raise CodecError(f"Set data.shards to a folder written by {how} (e.g. --set data.shards=tokens/).")
+    index = read_index(Path(shards))
+    if index.kind != kind:
+        raise CodecError(f"{shards} holds {index.kind}, but this model trains on {kind}: make them with {how}.")
+    return index
 
 
 def split_held_out(items: list[tuple[Utterance, Tensor]], count: int) -> tuple[list[Tensor], list[Tensor]]:
@@ -115,7 +125,7 @@ def pad_codes(items: list[Tensor]) -> Tensor:
 
 
 def build_lm_data(config: TokenLMTrainConfig, run_dir: Path, env: DistributedEnv) -> TaskData:
-    index, items = load_utterances(Path(config.data.shards))
+    index, items = load_utterances(Path(config.data.shards), kind="codes")
     n_q = config.model.n_q or index.token_spec.n_q
     train, valid = split_held_out(items, config.data.valid_utterances)
     train = [codes[:n_q] for codes in train if codes.shape[-1] > 1]

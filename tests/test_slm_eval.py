@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 import cli
+from codec.eval.asr import word_errors
 from slm.eval import Accuracy, ngram_bits, read_pairs
 
 from .test_slm_train import _shards, quick_lm
@@ -74,9 +76,14 @@ def test_slm_eval_report(tmp_path, tiny_model_dir):
     assert (tmp_path / "report" / "plot.png").stat().st_size > 1000
     again = runner.invoke(cli.app, args)
     assert again.exit_code == 1 and "--force" in again.stderr
+    (tmp_path / "seen.jsonl").write_text((tmp_path / "pairs.jsonl").read_text())
+    both = runner.invoke(cli.app, [*args, "--pairs", str(tmp_path / "seen.jsonl"), "--force"])
+    assert both.exit_code == 0, both.stderr
+    kinds = [p["kind"] for p in json.loads((tmp_path / "report" / "results.json").read_text())["minimal_pairs"]]
+    assert kinds == ["tones (pairs)", "tones (seen)"]  # several sources: labelled by their names
 
 
-def test_continuation_speaker_similarity(tmp_path, tiny_model_dir):
+def test_continuations_speaker_similarity_and_wer(tmp_path, tiny_model_dir):
     shards = _shards(tmp_path, tiny_model_dir)
     quick_lm(tmp_path, shards, steps=2)
     prompts = tmp_path / "prompts"
@@ -85,11 +92,50 @@ def test_continuation_speaker_similarity(tmp_path, tiny_model_dir):
         for i in range(2):
             sf.write(prompts / speaker / f"{speaker}{i}.wav",
                      (0.2 * np.random.default_rng(i).standard_normal(1600)).astype(np.float32), 16000)
-    result = runner.invoke(cli.app, ["slm", "eval", "--checkpoint", str(tmp_path / "run" / "best"), "--shards",
-                                     str(shards), "--out", str(tmp_path / "r"), "--valid-utterances", "2",
-                                     "--prompts", str(prompts), "--num-prompts", "4", "--prompt-seconds", "0.05",
-                                     "--continue-seconds", "0.03"])
+            (prompts / speaker / f"{speaker}{i}.txt").write_text("the dog runs\n")
+    sf.write(prompts / "a" / "long.wav", np.zeros(16000, np.float32), 16000)  # beyond the LM's context: not chosen
+    args = ["slm", "eval", "--checkpoint", str(tmp_path / "run" / "best"), "--shards", str(shards),
+            "--out", str(tmp_path / "r"), "--valid-utterances", "2", "--prompts", str(prompts), "--num-prompts", "4"]
+    result = runner.invoke(cli.app, [*args, "--prompt-seconds", "0.05"])
     assert result.exit_code == 0, result.stderr
-    similarity = json.loads((tmp_path / "r" / "results.json").read_text())["continuation_speaker_similarity"]
-    assert set(similarity) == {"own prompt", "another speaker's prompt"}
-    assert all(-1 <= v["mean"] <= 1 for v in similarity.values())
+    assert "prompt + continuation" in result.stdout and "codec resynthesis" in result.stdout
+    continuations = json.loads((tmp_path / "r" / "results.json").read_text())["continuations"]
+    assert set(continuations["speaker_similarity"]) == {"own_prompt", "other_speaker"}
+    assert all(-1 <= v["mean"] <= 1 for v in continuations["speaker_similarity"].values())
+    rows = continuations["transcripts"]
+    assert len(rows) == 4 and {r["reference"] for r in rows} == {"the dog runs"}
+    assert not any(r["prompt"].endswith("long.wav") for r in rows)
+    # noise heard with the transcripts' three words as the vocabulary: only those words, WER from the rows
+    assert all(set(r["continued"].split()) <= {"the", "dog", "runs"} for r in rows)
+    errors = sum(word_errors(r["reference"], r["continued"])[0] for r in rows)
+    assert continuations["wer"] == pytest.approx(errors / 12)
+    too_long = runner.invoke(cli.app, [*args, "--prompt-seconds", "0.5", "--force"])
+    assert too_long.exit_code == 1 and "at least two speakers" in too_long.stderr
+
+
+def test_latent_distances_rank_a_perfect_continuation_above_the_baselines():
+    from slm.continuation import Continued, Prompt, latent_distances
+
+    rate, frame_rate = 1000, 100.0  # 10 samples per frame
+
+    def latents_of(audio):  # frames of 10 samples, 4 "dimensions": their means over 4 sub-windows... [4, T]
+        frames = audio[0, : audio.shape[-1] // 10 * 10].view(-1, 10)
+        return torch.stack([frames[:, :3].mean(1), frames[:, 3:5].mean(1), frames[:, 5:8].mean(1), frames[:, 8:].mean(1)])
+
+    g = torch.Generator().manual_seed(0)
+    results = []
+    for i in range(6):
+        original = torch.randn(1, 4000, generator=g).cumsum(-1) / 30  # a wandering signal: frames differ over time
+        prompt = Prompt(Path(f"{i}.wav"), f"s{i % 2}", None, 4.0)
+        results.append(Continued(prompt, original.clone(), 1000, original, original, rate))
+    perfect = latent_distances(results, latents_of, frame_rate, baselines=True)
+    assert abs(perfect["continuation"].energy) < 0.01 and perfect["continuation"].frechet < 1e-6  # the same frames
+    assert perfect["last prompt frame repeated"].energy > 0.1
+    assert perfect["Gaussian fitted to the prompts"].energy > 0.05
+    # pooled frames: a permutation of the continuations changes nothing, a quieter one does
+    shuffled = [Continued(r.prompt, results[(i + 1) % 6].audio, 1000, r.resynthesis, r.original, rate)
+                for i, r in enumerate(results)]
+    same = latent_distances(shuffled, latents_of, frame_rate)["continuation"]
+    assert same.energy == pytest.approx(perfect["continuation"].energy, abs=1e-9) and same.frechet < 1e-6
+    quieter = [Continued(r.prompt, 0.5 * r.audio, 1000, r.resynthesis, r.original, rate) for r in results]
+    assert latent_distances(quieter, latents_of, frame_rate)["continuation"].energy > 0.05
