@@ -1,9 +1,10 @@
-"""Token LM speed on this machine: training tokens/s, generation frames/s with and without the KV
-cache, and the steps each codebook pattern needs per second of audio.
+"""Spoken LM speed on this machine. Token LM: training tokens/s, generation frames/s with and
+without the KV cache, and the steps each codebook pattern needs per second of audio. Latent LM
+(flow head): training frames/s and generation frames/s for each number of head ODE steps.
 
-The model is randomly initialised (speed does not depend on the weights), over the default
-codec's tokens: 12 levels of 1024 codes at 50 Hz. The KV-cache speed-up is the ratio of the two
-generation rates measured in the same run.
+The models are randomly initialised (speed does not depend on the weights), over the default
+codec's tokens (12 levels of 1024 codes at 50 Hz) and latents (128 dims at 50 Hz). The KV-cache
+speed-up is the ratio of the two generation rates measured in the same run.
 
     python benchmarks/slm_speed.py [--dim 256] [--layers 4] [--contexts 1024 4096] [--frames 8]
 """
@@ -15,12 +16,15 @@ import time
 
 import torch
 
+from slm.flow import FlowHeadConfig
+from slm.latent_model import LatentLM, LatentLMConfig, SamplingOptions
 from slm.model import TokenLM, TokenLMConfig
 from slm.patterns import Pattern
 from slm.sampling import SamplingConfig
 from slm.transformer import TransformerConfig
 
-SIZES, FRAME_RATE = (1024,) * 12, 50.0
+SIZES, FRAME_RATE, LATENT_DIM = (1024,) * 12, 50.0, 128
+HEAD_STEPS = (1, 2, 4, 8, 20)
 
 
 def timed(fn) -> float:
@@ -74,6 +78,38 @@ def main() -> None:
         cached = args.frames / timed(lambda: generate(True))
         recomputed = args.frames / timed(lambda: generate(False))
         print(f"| {context} | {cached:.2f} | {recomputed:.2f} | {cached / recomputed:.1f}x |")
+    latent_lm(args, transformer)
+
+
+def latent_lm(args, transformer: TransformerConfig) -> None:
+    """Training and generation speed of the flow-head LM with the same transformer."""
+    torch.manual_seed(0)
+    config = LatentLMConfig(LATENT_DIM, FRAME_RATE, (0.0,) * LATENT_DIM, (1.0,) * LATENT_DIM, 1, transformer,
+                            FlowHeadConfig(dim=args.dim, blocks=3, noise_draws=4))
+    model = LatentLM(config)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"\nLatentLM {params:.2f} M parameters (flow head {sum(p.numel() for p in model.head.parameters()) / 1e6:.2f} M),"
+          f" {LATENT_DIM}-dim latents at {FRAME_RATE:g} Hz, 4 noise draws per frame")
+    latents = torch.randn(8, LATENT_DIM, 250)  # 8 x 5 s
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def train_step() -> None:
+        loss = model(latents).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    train_step()
+    seconds = min(timed(train_step) for _ in range(3))
+    print(f"training: {latents.shape[0] * latents.shape[2] / seconds:,.0f} frames/s (batch 8 x 5 s)")
+    model.eval()
+    prompt = torch.randn(1, LATENT_DIM, 50)  # 1 s of context
+    print("\n| head ODE steps (Euler) | generation frames/s | s per s of audio |\n|---:|---:|---:|")
+    for steps in HEAD_STEPS:
+        options = SamplingOptions(steps=steps)
+        frames = args.frames * 4
+        rate = frames / min(timed(lambda: model.generate(prompt, frames, options)) for _ in range(3))  # best of 3
+        print(f"| {steps} | {rate:.1f} | {FRAME_RATE / rate:.2f} |")
 
 
 if __name__ == "__main__":
