@@ -211,14 +211,12 @@ def slm_eval(
             accuracies += [replace(a, kind=f"{a.kind} ({source.stem})") if len(pairs) > 1 else a for a in found]
     continuation = None
     if prompts is not None:
-        from slm.continuation import choose_prompts, score_continuations
+        from slm.continuation import choose_prompts, score_continuations, token_sampling
         from slm.generate import continue_utterances
-        from slm.sampling import SamplingConfig
 
         codec = load_codec_for(lm, codec_model, target)
         chosen, vocabulary = choose_prompts(prompts, num_prompts, prompt_seconds, lm.max_frames / lm.config.frame_rate)
-        results = continue_utterances(lm, codec, chosen, prompt_seconds, SamplingConfig(top_k=50, repetition_window=10),
-                                      seed)
+        results = continue_utterances(lm, codec, chosen, prompt_seconds, token_sampling(), seed)
         continuation = score_continuations(results, vocabulary)
     table = write_report(out, bits, lm.config.frame_rate, accuracies, continuation, force=True)
     stdout.print(table, markup=False)
@@ -228,13 +226,12 @@ def slm_eval(
 def _eval_latent(lm, shards: Path, out: Path, test: Optional[Path], valid_utterances: int, prompts: Optional[Path],
                  num_prompts: int, prompt_seconds: float, seed: int, compare: Optional[str], head_steps: int,
                  solver: str, sweep: bool, codec_model: Optional[str], target) -> None:
-    from slm.continuation import choose_prompts
+    from slm.continuation import choose_prompts, token_sampling
     from slm.generate import load_codec_for, load_lm
     from slm.latent_eval import latents_function, sweep as sweep_settings, system_rows, timed_continuations, write_latent_report
     from slm.latent_model import SamplingOptions
     from slm.latent_train import held_out_flow_loss
     from slm.model import TokenLM
-    from slm.sampling import SamplingConfig
     from slm.shards import load_utterances
     from slm.train import split_held_out
 
@@ -261,12 +258,11 @@ def _eval_latent(lm, shards: Path, out: Path, test: Optional[Path], valid_uttera
         chosen, vocabulary = choose_prompts(prompts, num_prompts, prompt_seconds, longest)
         latents_of = latents_function(codec)
         results, speed = timed_continuations(lm, codec, chosen, prompt_seconds, options, seed)
-        rows, _ = system_rows("latent LM (flow head)", results, speed, latents_of, lm.config.frame_rate, vocabulary, True)
+        rows = system_rows("latent LM (flow head)", results, speed, latents_of, lm.config.frame_rate, vocabulary, True)
         systems += rows[:1]
         if other is not None:
-            token_results, token_speed = timed_continuations(other, codec, chosen, prompt_seconds,
-                                                             SamplingConfig(top_k=50, repetition_window=10), seed)
-            token_rows, _ = system_rows("token LM", token_results, token_speed, latents_of, lm.config.frame_rate,
+            token_results, token_speed = timed_continuations(other, codec, chosen, prompt_seconds, token_sampling(), seed)
+            token_rows = system_rows("token LM", token_results, token_speed, latents_of, lm.config.frame_rate,
                                         vocabulary, False)
             systems += token_rows
         systems += rows[1:]

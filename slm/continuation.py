@@ -29,6 +29,13 @@ from torch import Tensor
 
 from codec.errors import CodecError
 
+def token_sampling():
+    """How a token LM samples continuations in evaluation: top-k 50 with repetition-aware sampling."""
+    from .sampling import SamplingConfig
+
+    return SamplingConfig(top_k=50, repetition_window=10)
+
+
 @dataclass(frozen=True)
 class Prompt:
     path: Path

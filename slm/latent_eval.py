@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .continuation import Continued, ContinuationScores, Distances, latent_distances, mean_ci, score_continuations
+from .continuation import Continued, Distances, latent_distances, mean_ci, score_continuations
 from .latent_model import LatentLM, SamplingOptions
 
 HEAD_STEPS = (1, 2, 4, 8, 20)
@@ -59,7 +59,7 @@ def timed_continuations(lm, codec, prompts, prompt_seconds: float, options, seed
 
 
 def system_rows(name: str, results: list[Continued], speed: float, latents_of, frame_rate: float,
-                vocabulary: Counter, baselines: bool) -> tuple[list[SystemRow], ContinuationScores]:
+                vocabulary: Counter, baselines: bool) -> list[SystemRow]:
     """The system's row (and, with ``baselines``, the codec resynthesis and trivial baselines' rows)."""
     scores = score_continuations(results, vocabulary)
     distances = latent_distances(results, latents_of, frame_rate, baselines)
@@ -69,7 +69,7 @@ def system_rows(name: str, results: list[Continued], speed: float, latents_of, f
     ceiling = latent_distances(resynthesized, latents_of, frame_rate)["continuation"]
     rows = [row, SystemRow(f"codec resynthesis ({name})", ceiling.energy, ceiling.frechet, wer=scores.wer_resynthesis)]
     rows += [SystemRow(k, d.energy, d.frechet) for k, d in distances.items() if k != "continuation"]
-    return rows, scores
+    return rows
 
 
 def sweep(lm: LatentLM, codec, prompts, prompt_seconds: float, base: SamplingOptions, latents_of,
