@@ -52,8 +52,61 @@ def _encode_file(src: Path, dst: Path, model: Optional[str], device: str, n_q: i
     write_cdc(dst, CdcHeader.for_encoded(encoded, loaded.name, loaded.fingerprint), encoded.codes, force)
 
 
+def _encode_visual_file(src: Path, dst: Path, model: Optional[str], device: str, n_q: int, force: bool) -> None:
+    from codec.image.bitstream import write_visual_cdc
+    from codec.image.coding import encode_image, encode_video
+
+    loaded = _load_model(model, device)
+    tokenizer = loaded.model
+    full = tokenizer.token_spec.n_q
+    tokenizer.set_num_codebooks(n_q)
+    try:
+        if tokenizer.token_spec.modality == "image":
+            from codec.image.io import read_image
+
+            coded = encode_image(tokenizer, read_image(src, tokenizer.config.channels), loaded.name,
+                                 loaded.fingerprint)
+        else:
+            from codec.video.io import read_video
+
+            video, fps = read_video(src, tokenizer.config.channels)
+            coded = encode_video(tokenizer, video, fps, loaded.name, loaded.fingerprint)
+    finally:
+        tokenizer.set_num_codebooks(full)  # the loaded model is shared (cached) by later calls
+    write_visual_cdc(dst, coded.header, coded.codes, force)
+
+
+def _decode_visual_file(src: Path, dst: Path, model: Optional[str], device: str, force: bool) -> None:
+    from codec.image.bitstream import read_visual_cdc
+    from codec.image.coding import CodedVisual, check_model, decode_visual
+
+    header, codes = read_visual_cdc(src)
+    try:
+        loaded = _load_model(model or header.model, device)
+    except CodecError as e:
+        raise CodecError(f"Cannot decode {src}: its model {header.model!r} cannot be loaded here "
+                         f"({str(e).rstrip('.')}); pass --model with that model's name or folder.") from None
+    if loaded.fingerprint != header.model_fingerprint:
+        raise CodecError(f"{src} was made by a different model (fingerprint {header.model_fingerprint}) "
+                         f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
+    check_model(loaded.model, header, f"Input file '{src}'")
+    decoded = decode_visual(loaded.model, CodedVisual(header, codes))
+    if header.video:
+        from codec.video.io import write_video
+
+        write_video(dst, decoded, header.fps, force)
+    else:
+        from codec.image.io import write_image
+
+        write_image(dst, decoded, force)
+
+
 def _decode_file(src: Path, dst: Path, model: Optional[str], device: str, force: bool) -> None:
     from codec.audio.bitstream import read_cdc
+    from codec.image.bitstream import VERSION as VISUAL, cdc_version
+
+    if cdc_version(src) == VISUAL:
+        return _decode_visual_file(src, dst, model, device, force)
     from codec.audio.compress import decode_stream
     from codec.audio.io import write_blocks
 
@@ -63,6 +116,9 @@ def _decode_file(src: Path, dst: Path, model: Optional[str], device: str, force:
     except CodecError as e:
         raise CodecError(f"Cannot decode {src}: its model {header.model!r} cannot be loaded here "
                          f"({str(e).rstrip('.')}); pass --model with that model's name or folder.") from None
+    if loaded.model.token_spec.modality != "audio":
+        raise CodecError(f"{src} holds audio tokens, but {loaded.name} is an {loaded.model.token_spec.modality} "
+                         "tokenizer.")
     if loaded.fingerprint != header.model_fingerprint:
         raise CodecError(f"{src} was made by a different model (fingerprint {header.model_fingerprint}) "
                          f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
@@ -74,9 +130,12 @@ def _decode_file(src: Path, dst: Path, model: Optional[str], device: str, force:
 @app.command()
 @cli_errors
 def encode(
-    inputs: Annotated[list[Path], typer.Argument(help="Audio files (WAV, FLAC, OGG, Opus, MP3).", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="Audio files (WAV, FLAC, OGG, Opus, MP3); images (PNG, "
+                                                      "JPEG, ...) or videos (MP4, GIF, ...) with an image or video "
+                                                      "tokenizer as --model.", show_default=False)],
     output: Output = None,
-    model: Annotated[Optional[str], typer.Option(help="Registered model name or model folder.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Registered model name or model folder (default: the default "
+                                                      "audio codec).")] = None,
     bandwidth: Annotated[Optional[float], typer.Option(help="Target bitrate in kbps (the highest that fits).")] = None,
     n_q: Annotated[Optional[int], typer.Option("--n-q", help="Number of codebooks (sets the bitrate).")] = None,
     downmix: Annotated[bool, typer.Option(help="Average all channels to mono before coding.")] = False,
@@ -86,16 +145,28 @@ def encode(
     force: Force = False,
     device: Device = "cpu",
 ) -> None:
-    """Compress audio files into .cdc token files."""
+    """Compress audio files (or images and videos, by the model's modality) into .cdc token files."""
     from codec.files import check_writable
+    from codec.image.io import IMAGE_SUFFIXES
     from codec.jobs import plan_outputs
+    from codec.video.io import VIDEO_SUFFIXES
 
     outputs = plan_outputs(inputs, output, ".cdc")
     for dst in outputs:
         check_writable(dst, force)
-    levels = levels_for(_load_model(model, device).model.config.token_spec, bandwidth, n_q)
-    work = functools.partial(_encode_file, model=model, device=device, n_q=levels, downmix=downmix, batch=batch,
-                             force=force)
+    visual_inputs = [p for p in inputs if p.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)]
+    if visual_inputs and model is None:
+        raise CodecError(f"{visual_inputs[0]} is an image or video: pass --model with an image or video tokenizer "
+                         "(see `codec models`).")
+    spec = _load_model(model, device).model.token_spec
+    if spec.modality == "image" and bandwidth is not None:
+        raise CodecError("Images have no bitrate per second: choose the levels with --n-q.")
+    levels = levels_for(spec, bandwidth, n_q)
+    if spec.modality == "audio":
+        work = functools.partial(_encode_file, model=model, device=device, n_q=levels, downmix=downmix, batch=batch,
+                                 force=force)
+    else:
+        work = functools.partial(_encode_visual_file, model=model, device=device, n_q=levels, force=force)
     _run_each(list(zip(inputs, outputs)), work, workers)
 
 
@@ -110,12 +181,23 @@ def decode(
     device: Device = "cpu",
 ) -> None:
     """Decode .cdc files back to audio (WAV, or FLAC/OGG/Opus/MP3 by the extension) at the original
-    sample rate and length."""
+    sample rate and length, or to images (PNG) and videos (MP4, or GIF by the extension) at their original size."""
     from codec.devices import parse_device
     from codec.files import check_writable
     from codec.jobs import plan_outputs
 
-    outputs = plan_outputs(inputs, output, ".wav")
+    from codec.image.bitstream import VERSION as VISUAL, cdc_version, read_visual_cdc
+
+    def default_suffix(path: Path) -> str:
+        if cdc_version(path) != VISUAL:
+            return ".wav"
+        try:
+            return ".mp4" if read_visual_cdc(path)[0].video else ".png"
+        except CodecError:
+            return ".png"  # decoding it reports the defect
+
+    suffixes = {default_suffix(p) for p in inputs}
+    outputs = plan_outputs(inputs, output, suffixes.pop() if len(suffixes) == 1 else ".wav")
     for dst in outputs:
         check_writable(dst, force)
     parse_device(device)
@@ -123,8 +205,43 @@ def decode(
               workers)
 
 
+def _visual_info_rows(path: Path) -> list[tuple[str, str]]:
+    from codec.image.bitstream import header_bytes, read_visual_cdc
+
+    header, _ = read_visual_cdc(path)
+    size = path.stat().st_size
+    pixels = header.height * header.width
+    nominal = header.positions * sum(header.code_bits)
+    rows = [
+        ("file", str(path)),
+        ("format", ".cdc version 3 (binary header, image/video tokens)"),
+        ("model", header.model),
+        ("model fingerprint", header.model_fingerprint),
+        ("content", f"{'video' if header.video else 'image'} {header.width}x{header.height}, {header.channels} "
+                    f"channel{'s' if header.channels > 1 else ''}"
+                    + (f", {header.frames} frames at {header.fps:g} fps" if header.video else "")
+                    + (" (coded resized)" if header.resized else "")),
+        ("tokens", f"{header.token_frames} x " * header.video + f"{header.grid[0]}x{header.grid[1]} grid, "
+                   f"{header.n_q} level{'s' if header.n_q > 1 else ''} "
+                   f"({', '.join(map(str, header.codebook_sizes))} codes; {', '.join(map(str, header.code_bits))} bits)"),
+        ("header", f"{header_bytes(header) - 4} bytes, then {header.payload_bytes} bytes of codes and a 4-byte checksum"),
+    ]
+    if header.video:
+        seconds = header.frames / header.fps
+        rows += [("nominal bitrate", f"{nominal / seconds / 1000:.3f} kbps ({nominal} bits in {seconds:.3f} s)"),
+                 ("actual bitrate", f"{8 * size / seconds / 1000:.3f} kbps ({size} bytes)")]
+    else:
+        rows += [("nominal bits", f"{nominal} bits, {nominal / pixels:.4f} bits per pixel"),
+                 ("actual bits", f"{8 * size} bits ({size} bytes), {8 * size / pixels:.4f} bits per pixel")]
+    return rows
+
+
 def _info_rows(path: Path) -> list[tuple[str, str]]:
     from codec.audio.bitstream import inspect_cdc
+    from codec.image.bitstream import VERSION as VISUAL, cdc_version
+
+    if cdc_version(path) == VISUAL:
+        return _visual_info_rows(path)
 
     header, layout = inspect_cdc(path)
     nominal = header.nominal_bitrate * header.channels  # TokenSpec stored bits per second at the file's n_q
@@ -208,7 +325,9 @@ def models() -> None:
 def evaluate(
     data: Annotated[Path, typer.Option(help="Folder of audio clips (recursive) or a JSONL manifest with \"path\" "
                                             "(optional \"kind\", \"text\"); a clip's transcript is its \"text\" "
-                                            "or a .txt file beside it (a.flac: a.txt).")],
+                                            "or a .txt file beside it (a.flac: a.txt). Image/video tokenizers: a "
+                                            "folder of images or videos, or digits, faces, samples, moving_digits "
+                                            "(their test split).")],
     out: Annotated[Path, typer.Option(help="Output folder for results.json/.csv/.md, plot.png, spectrograms/.")],
     model: Annotated[Optional[list[str]], typer.Option(help="Model name or folder (repeatable; default: the default model).")] = None,
     bandwidth: Annotated[Optional[list[float]], typer.Option(help="Model bitrate in kbps (repeatable; default: every bitrate).")] = None,
@@ -224,7 +343,8 @@ def evaluate(
     force: Force = False,
     device: Device = "cpu",
 ) -> None:
-    """Compare models and classic codecs (Opus, Codec2) on the same clips: bitrate vs quality and intelligibility."""
+    """Compare models and classic codecs (Opus, Codec2) on the same clips: bitrate vs quality and intelligibility.
+    With image or video tokenizers as --model: against JPEG and WebP (images) or H.264 and VP9 (video) at equal bits."""
     from codec.audio.registry import DEFAULT_MODEL
     from codec.eval import asr
     from codec.eval.baselines import make_baselines
@@ -235,6 +355,9 @@ def evaluate(
 
     if (out / "results.json").exists() and not force:
         raise CodecError(f"{out} already holds results; pass --force to overwrite them.")
+    loaded_models = [_load_model(spec, device) for spec in model or []]
+    if any(m.model.token_spec.modality != "audio" for m in loaded_models):
+        return _evaluate_visual(loaded_models, data, out, max_clips, bandwidth, baseline, metric)
     if metric and (unknown := sorted(set(metric) - {m.name for m in ALL_METRICS})):
         raise CodecError(f"Unknown metric(s) {', '.join(unknown)}; "
                          f"choose from {', '.join(m.name for m in ALL_METRICS)}.")
@@ -272,6 +395,26 @@ def evaluate(
     stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png", markup=False)
     if results.unreadable:
         stderr.print(f"{len(results.unreadable)} clips could not be read (listed in results.md).", markup=False)
+
+
+def _evaluate_visual(loaded: list, data: Path, out: Path, max_items: Optional[int], bandwidth, baseline, metric) -> None:
+    """``codec eval`` for image and video tokenizers: JPEG/WebP or H.264/VP9 at equal bits."""
+    from codec.eval.visual_eval import Tokenizer, run_visual_eval
+
+    if bandwidth or baseline or metric:
+        raise CodecError("For image and video tokenizers every bitrate, the classic codecs (JPEG, WebP; H.264, VP9) "
+                         "and every metric (PSNR, SSIM, MS-SSIM) are evaluated: drop --bandwidth, --baseline and "
+                         "--metric.")
+    tokenizers = [Tokenizer("/".join(m.path.parts[-2:]) if m.path is not None else m.name, m.model, m.fingerprint)
+                  for m in loaded]
+    with Progress(console=stderr) as progress:
+        def advance(total: int):
+            task = progress.add_task("coding", total=total)
+            return lambda: progress.advance(task)
+
+        table = run_visual_eval(tokenizers, data, out, max_items, advance, force=True)
+    stdout.print(table, markup=False, soft_wrap=True)
+    stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png, grid.png", markup=False)
 
 
 def _recipe_list() -> str:

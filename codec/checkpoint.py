@@ -41,8 +41,14 @@ MODEL_TYPES = {  # model_type -> "module:class" of the model
     "audio_codec": "codec.audio.model:AudioCodec",
     "token_lm": "slm.model:TokenLM",
     "latent_lm": "slm.latent_model:LatentLM",
+    "image_tokenizer": "codec.image.conv_tokenizer:ConvImageTokenizer",
+    "titok_tokenizer": "codec.image.titok:TiTokTokenizer",
+    "multiscale_tokenizer": "codec.image.multiscale:MultiScaleTokenizer",
+    "video_tokenizer": "codec.video.tokenizer:CausalVideoTokenizer",
 }
 _V1_NAMES = {"n_q": "num_codebooks"}  # keys renamed in format version 2 (inside "quantizer" sections)
+# quantizer keys added after fingerprints were first recorded: left out of the hash at these defaults
+_LATER_QUANTIZER_DEFAULTS = {"lfq_bits": 10, "entropy_weight": 0.1}
 
 
 def model_class(model_type: str) -> type[nn.Module]:
@@ -125,6 +131,15 @@ def read_checkpoint_info(directory: str | Path, model_type: str | None = None) -
     return CheckpointInfo(directory, found_type, config, dict(document.get("metadata") or {}), n_params)
 
 
+def _without_defaults(data: Any, defaults: dict[str, Any], inside: str = "quantizer") -> Any:
+    """``data`` without the keys of every ``inside`` section that hold their value in ``defaults``."""
+    if not isinstance(data, dict):
+        return data
+    return {key: ({k: v for k, v in value.items() if k not in defaults or defaults[k] != v}
+                  if key == inside and isinstance(value, dict) else _without_defaults(value, defaults, inside))
+            for key, value in data.items()}
+
+
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
                     model_type: str | None = None) -> nn.Module:
     """Build the model from ``config.json`` and load ``model.safetensors`` (eval mode)."""
@@ -141,7 +156,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
 
 def model_fingerprint(model: nn.Module) -> str:
     """16 hex digits identifying the config and weights (what .cdc files record)."""
-    config = _rename_keys(config_to_dict(model.config), _V1_NAMES)
+    config = _without_defaults(_rename_keys(config_to_dict(model.config), _V1_NAMES), _LATER_QUANTIZER_DEFAULTS)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())

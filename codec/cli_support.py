@@ -59,11 +59,11 @@ class _LoadedModel:
 
 @functools.lru_cache(maxsize=4)
 def load_model(spec: Optional[str], device: str) -> _LoadedModel:
-    from codec.audio import from_pretrained, model_fingerprint
-    from codec.audio.registry import DEFAULT_MODEL
+    from codec.audio import model_fingerprint
+    from codec.audio.registry import DEFAULT_MODEL, load_tokenizer
     from codec.devices import parse_device
 
-    model = from_pretrained(spec, parse_device(device))
+    model = load_tokenizer(spec, parse_device(device))
     name = spec or DEFAULT_MODEL
     path = Path(name).expanduser()
     if path.exists():  # files record the model's name, not where it lies on this machine

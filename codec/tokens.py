@@ -16,7 +16,8 @@ Code layout (``encode`` output) and latent layout (``encode_latent`` output)::
     image   codes [B, Q, H, W]       latent [B, D, H, W]       grid (H, W)
     video   codes [B, Q, T, H, W]    latent [B, D, T, H, W]    T frames at frame_rate, grid (H, W)
 
-Q = ``n_q``, the number of codebook levels in use. Residual levels (RVQ) refine each other,
+Multi-scale tokenizers (VAR) flatten their token maps of sides ``scales`` (1, 2, 4, ...), coarse
+to fine, into one row: grid (1, sum of side^2). Q = ``n_q``, the number of codebook levels in use. Residual levels (RVQ) refine each other,
 so any prefix of them is a valid lower bitrate; parallel levels (e.g. several FSQ groups)
 are all needed. FSQ codebooks record their digit levels, so a prediction head can factorise
 a code of prod(L_i) values into one digit per scalar.
@@ -45,11 +46,14 @@ class TokenSpec:
     latent_dim: int | None = None  # D of the continuous latent, if the tokenizer exposes one
     residual: bool = True  # levels refine each other (RVQ): a prefix of them is a valid lower bitrate
     fsq_levels: tuple[int, ...] = ()  # FSQ digit levels L_i of every codebook (K_q = prod(L_i)); () if not FSQ
+    scales: tuple[int, ...] = ()  # multi-scale tokens (VAR): the side of each square token map, coarse to fine,
+    # flattened one after the other into a grid (1, sum of side^2); () if the grid is one map
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codebook_sizes", tuple(self.codebook_sizes))
         object.__setattr__(self, "grid", tuple(self.grid))
         object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))
+        object.__setattr__(self, "scales", tuple(self.scales))
         if not self.codebook_sizes or any(k < 2 for k in self.codebook_sizes):
             raise ValueError(f"codebook sizes must be >= 2, got {self.codebook_sizes}")
         if self.modality in ("audio", "video") and not (self.frame_rate and self.frame_rate > 0):
@@ -64,6 +68,9 @@ class TokenSpec:
             raise ValueError(f"grid sizes must be positive, got {self.grid}")
         if self.latent_dim is not None and self.latent_dim < 1:
             raise ValueError(f"latent_dim must be positive, got {self.latent_dim}")
+        if self.scales and (any(s < 1 for s in self.scales) or self.grid != (1, sum(s * s for s in self.scales))):
+            raise ValueError(f"scales {self.scales} need the grid (1, {sum(s * s for s in self.scales)}), "
+                             f"got {self.grid}")
         if self.fsq_levels and any(k != math.prod(self.fsq_levels) for k in self.codebook_sizes):
             raise ValueError(f"FSQ levels {self.fsq_levels} give {math.prod(self.fsq_levels)} codes, "
                              f"but the codebook sizes are {self.codebook_sizes}")

@@ -171,7 +171,7 @@ def slm_eval(
     accuracy, continuations. Latent LM: held-out flow loss, continuations side by side with a token LM
     (--compare) and baselines, quality and speed vs the flow head's steps and temperature."""
     from codec.devices import parse_device
-    from slm.eval import judge_pairs, lm_bits, ngram_bits, read_pairs, write_report
+    from slm.eval import NgramModel, judge_pairs, lm_bits, read_pairs, write_report
     from slm.generate import load_codec_for, load_lm
     from slm.latent_model import LatentLM
     from slm.shards import load_utterances
@@ -201,13 +201,14 @@ def slm_eval(
         held_out = [c for _, c in test_items]
     n_q, sizes = lm.config.n_q, lm.config.codebook_sizes
     train, held_out = [c[:n_q] for c in train], [c[:n_q] for c in held_out]
-    bits = {"token LM": lm_bits(lm, held_out), "bigram": ngram_bits(train, held_out, sizes, 2),
-            "unigram": ngram_bits(train, held_out, sizes, 1)}
+    bigram = NgramModel(train, sizes, 2)
+    bits = {"token LM": lm_bits(lm, held_out), "bigram": bigram.bits(held_out),
+            "unigram": NgramModel(train, sizes, 1).bits(held_out)}
     accuracies = []
     if pairs:
         codec = load_codec_for(lm, codec_model, target)
         for source in pairs:  # several sources: each kind labelled with its source's name
-            found = judge_pairs(lm, codec, read_pairs(source))
+            found = judge_pairs(lm, codec, read_pairs(source), reference=bigram)
             accuracies += [replace(a, kind=f"{a.kind} ({source.stem})") if len(pairs) > 1 else a for a in found]
     continuation = None
     if prompts is not None:

@@ -73,31 +73,49 @@ def lm_bits(lm: TokenLM, utterances: list[torch.Tensor]) -> torch.Tensor:
     return nats / counts.clamp_min(1) * LOG2E
 
 
+class NgramModel:
+    """A unigram (order 1) or bigram (order 2) model of each codebook level, estimated on training codes:
+    add-one smoothing, the bigram mixed half and half with the unigram."""
+
+    def __init__(self, train: list[torch.Tensor], sizes: tuple[int, ...], order: int) -> None:
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {order}")
+        self.unigrams, self.bigrams = [], []
+        for level, k in enumerate(sizes):
+            unigram = torch.ones(k, dtype=torch.float64)
+            bigram = torch.ones(k, k, dtype=torch.float64) if order == 2 else None
+            for codes in train:
+                c = codes[level]
+                unigram += torch.bincount(c, minlength=k)
+                if bigram is not None and len(c) > 1:
+                    bigram.view(-1).index_add_(0, c[:-1] * k + c[1:], torch.ones(len(c) - 1, dtype=torch.float64))
+            self.unigrams.append(unigram / unigram.sum())
+            self.bigrams.append(None if bigram is None else bigram / bigram.sum(1, keepdim=True))
+
+    def token_bits(self, codes: torch.Tensor, level: int) -> torch.Tensor:
+        """-log2 p of each token [T] of one level's codes [T]."""
+        p = self.unigrams[level][codes]
+        bigram = self.bigrams[level]
+        if bigram is not None and len(codes) > 1:
+            p = torch.cat([p[:1], 0.5 * bigram[codes[:-1], codes[1:]] + 0.5 * p[1:]])
+        return -p.log2()
+
+    def bits(self, test: list[torch.Tensor]) -> torch.Tensor:
+        """Bits per token of each level [Q] over utterances' codes [Q, T_i]."""
+        levels = range(len(self.unigrams))
+        totals = [sum(float(self.token_bits(c[q], q).sum()) for c in test) for q in levels]
+        count = max(sum(c.shape[-1] for c in test), 1)
+        return torch.tensor([t / count for t in totals])
+
+    def log_probability(self, codes: torch.Tensor) -> float:
+        """Summed log-probability (nats) of codes [Q, T]."""
+        return -sum(float(self.token_bits(codes[q], q).sum()) for q in range(len(self.unigrams))) / LOG2E
+
+
 def ngram_bits(train: list[torch.Tensor], test: list[torch.Tensor], sizes: tuple[int, ...],
                order: int) -> torch.Tensor:
-    """Bits per token of each level [Q] under a unigram (order 1) or bigram (order 2) model of that
-    level, estimated on ``train``; add-one smoothing, the bigram mixed half and half with the unigram."""
-    bits = []
-    for level, k in enumerate(sizes):
-        unigram = torch.ones(k, dtype=torch.float64)
-        bigram = torch.ones(k, k, dtype=torch.float64) if order == 2 else None
-        for codes in train:
-            c = codes[level]
-            unigram += torch.bincount(c, minlength=k)
-            if bigram is not None and len(c) > 1:
-                bigram.view(-1).index_add_(0, c[:-1] * k + c[1:], torch.ones(len(c) - 1, dtype=torch.float64))
-        p_uni = unigram / unigram.sum()
-        total, count = 0.0, 0
-        for codes in test:
-            c = codes[level]
-            p = p_uni[c]
-            if bigram is not None and len(c) > 1:
-                p_bi = bigram[c[:-1], c[1:]] / bigram[c[:-1]].sum(1)
-                p = torch.cat([p[:1], 0.5 * p_bi + 0.5 * p_uni[c[1:]]])
-            total += float(-p.log2().sum())
-            count += len(c)
-        bits.append(total / max(count, 1))
-    return torch.tensor(bits)
+    """Bits per token of each level [Q] of ``test`` under an ``NgramModel`` of ``train``."""
+    return NgramModel(train, sizes, order).bits(test)
 
 
 def read_pairs(source: Path) -> list[Pair]:
@@ -136,18 +154,26 @@ def log_probability(lm: TokenLM, codes: torch.Tensor) -> float:
     return -float((out.level_losses * out.level_counts).sum())
 
 
-def judge_pairs(lm: TokenLM, codec, pairs: list[Pair]) -> list[Accuracy]:
-    """Accuracy of preferring the good member, per kind of pair."""
+def judge_pairs(lm: TokenLM, codec, pairs: list[Pair], reference: NgramModel | None = None) -> list[Accuracy]:
+    """Accuracy of preferring the good member, per kind of pair. With a ``reference`` n-gram model, also
+    the accuracy of the score log p_LM - log p_reference (kind "<kind>, LM - n-gram"): what the LM adds
+    to the local statistics of the tokens, which depend on the voice more than on the words."""
     from codec.audio.compress import encode_audio
     from codec.audio.io import read_audio
 
     lm.eval()
     tallies: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for pair in pairs:
-        scores = [log_probability(lm, encode_audio(codec, read_audio(p), lm.config.n_q, downmix=True).codes[0])
-                  for p in (pair.good, pair.bad)]
-        tallies[pair.kind][0] += scores[0] > scores[1]
-        tallies[pair.kind][1] += 1
+        codes = [encode_audio(codec, read_audio(p), lm.config.n_q, downmix=True).codes[0][: lm.config.n_q, : lm.max_frames]
+                 for p in (pair.good, pair.bad)]
+        scores = [log_probability(lm, c) for c in codes]
+        judged = {pair.kind: scores[0] > scores[1]}
+        if reference is not None:
+            normalised = [s - reference.log_probability(c) for s, c in zip(scores, codes)]
+            judged[f"{pair.kind}, LM - n-gram"] = normalised[0] > normalised[1]
+        for kind, correct in judged.items():
+            tallies[kind][0] += correct
+            tallies[kind][1] += 1
     return [Accuracy(kind, c, n) for kind, (c, n) in sorted(tallies.items())]
 
 

@@ -46,7 +46,7 @@ def trained(kind: str, dim: int = 16, **overrides) -> torch.nn.Module:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"kind": "lfq"}, "unknown quantizer kind 'lfq'"),
+        ({"kind": "pq"}, "unknown quantizer kind 'pq'"),
         ({"codebook_size": 1}, "codebook_size must be >= 2"),
         ({"n_q": 0}, "n_q must be >= 1"),
         ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import cli
 from codec.eval.asr import word_errors
-from slm.eval import Accuracy, ngram_bits, read_pairs
+from slm.eval import Accuracy, NgramModel, ngram_bits, read_pairs
 
 from .test_slm_train import _shards, quick_lm
 
@@ -80,7 +80,8 @@ def test_slm_eval_report(tmp_path, tiny_model_dir):
     both = runner.invoke(cli.app, [*args, "--pairs", str(tmp_path / "seen.jsonl"), "--force"])
     assert both.exit_code == 0, both.stderr
     kinds = [p["kind"] for p in json.loads((tmp_path / "report" / "results.json").read_text())["minimal_pairs"]]
-    assert kinds == ["tones (pairs)", "tones (seen)"]  # several sources: labelled by their names
+    # several sources: labelled by their names; each judged by the LM and by the LM over the bigram
+    assert kinds == ["tones (pairs)", "tones, LM - n-gram (pairs)", "tones (seen)", "tones, LM - n-gram (seen)"]
 
 
 def test_continuations_speaker_similarity_and_wer(tmp_path, tiny_model_dir):
@@ -139,3 +140,14 @@ def test_latent_distances_rank_a_perfect_continuation_above_the_baselines():
     assert same.energy == pytest.approx(perfect["continuation"].energy, abs=1e-9) and same.frechet < 1e-6
     quieter = [Continued(r.prompt, 0.5 * r.audio, 1000, r.resynthesis, r.original, rate) for r in results]
     assert latent_distances(quieter, latents_of, frame_rate)["continuation"].energy > 0.05
+
+
+def test_ngram_log_probability_is_the_sum_of_its_token_bits():
+    train = [torch.tensor([[0, 1, 0, 1, 0, 1, 2]])]
+    bigram = NgramModel(train, (3,), 2)
+    codes = torch.tensor([[0, 1, 0, 1]])
+    # unigram: add-one counts 4, 4, 2 of 10; bigram rows: 0 -> 1 seen 3 times (4/6), 1 -> 0 twice (3/6)
+    p = [0.4, 0.5 * 4 / 6 + 0.5 * 0.4, 0.5 * 3 / 6 + 0.5 * 0.4, 0.5 * 4 / 6 + 0.5 * 0.4]
+    assert bigram.log_probability(codes) == pytest.approx(sum(math.log(x) for x in p))
+    assert bigram.bits([codes])[0] == pytest.approx(-sum(math.log2(x) for x in p) / 4)
+    assert NgramModel(train, (3,), 1).bits([codes])[0] > bigram.bits([codes])[0]  # the bigram knows the alternation

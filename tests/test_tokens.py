@@ -117,3 +117,10 @@ def test_fsq_levels_must_match_the_codebook():
     assert spec.fsq_levels == (8, 5, 5, 5) and spec.n_q == 1
     with pytest.raises(ValueError, match="give 1000 codes"):
         TokenSpec("audio", (1024,), frame_rate=50, fsq_levels=(8, 5, 5, 5))
+
+
+def test_multiscale_specs_record_their_scales():
+    spec = TokenSpec("image", (256,), grid=(1, 85), scales=(1, 2, 4, 8), residual=False)
+    assert spec.scales == (1, 2, 4, 8) and spec.tokens_per_frame == 85 and spec.bits_per_frame == 85 * 8
+    with pytest.raises(ValueError, match="need the grid"):
+        TokenSpec("image", (256,), grid=(8, 8), scales=(1, 2, 4, 8))

@@ -1,7 +1,7 @@
 """Named models: folders bundled with the package and folders in the user's model directory.
 
 A model name is the name of a checkpoint folder (config.json + model.safetensors) in
-``codec/audio/bundled/`` (shipped) or in ``$CODEC_MODELS_DIR`` (default
+``codec/{audio,image,video}/bundled/`` (shipped) or in ``$CODEC_MODELS_DIR`` (default
 ``~/.cache/codec/models``), or of a well-known codec converted from its official weights
 (``pretrained.PRETRAINED``, e.g. ``encodec_24khz``). Anything that is an existing path is
 loaded as a path.
@@ -15,11 +15,13 @@ from pathlib import Path
 import torch
 
 from ..errors import CodecError
-from ..checkpoint import CheckpointInfo, load_checkpoint, read_checkpoint_info
+from ..checkpoint import CheckpointInfo, load_checkpoint, model_class, read_checkpoint_info
+from ..tokens import Tokenizer
 from .model import AudioCodec
 from .pretrained import PRETRAINED, entry_for_file, load_pretrained
 
-BUNDLED_DIR = Path(__file__).parent / "bundled"  # model folders shipped with the package
+BUNDLED_DIR = Path(__file__).parent / "bundled"  # audio model folders shipped with the package
+BUNDLED_DIRS = (BUNDLED_DIR, *(Path(__file__).parent.parent / kind / "bundled" for kind in ("image", "video")))
 AUDIO_CODEC = "audio_codec"  # the model_type of the folders listed here
 DEFAULT_MODEL: str | None = "devspeech_16khz"  # the shipped default (bundled/devspeech_16khz/MODEL_CARD.md)
 
@@ -31,7 +33,7 @@ def user_models_dir() -> Path:
 def _model_folders() -> dict[str, Path]:
     """name -> folder; a user folder of the same name overrides a bundled one."""
     found: dict[str, Path] = {}
-    for root in (BUNDLED_DIR, user_models_dir()):
+    for root in (*BUNDLED_DIRS, user_models_dir()):
         if root.is_dir():
             for folder in sorted(root.iterdir()):
                 if (folder / "config.json").is_file():
@@ -39,12 +41,12 @@ def _model_folders() -> dict[str, Path]:
     return found
 
 
-def list_models() -> list[tuple[str, CheckpointInfo]]:
-    """(name, info) for every readable registered model, sorted by name."""
+def list_models(model_type: str | None = AUDIO_CODEC) -> list[tuple[str, CheckpointInfo]]:
+    """(name, info) for every readable registered model of ``model_type`` (None: any), sorted by name."""
     models = []
     for name, folder in sorted(_model_folders().items()):
         try:
-            models.append((name, read_checkpoint_info(folder, AUDIO_CODEC)))
+            models.append((name, read_checkpoint_info(folder, model_type)))
         except CodecError:
             continue  # an unreadable folder is not a model; loading it by path explains why
     return models
@@ -81,3 +83,15 @@ def from_pretrained(name_or_path: str | Path | None = None, device: str | torch.
             raise CodecError(f"{path} is neither a model folder nor a known official checkpoint ({known}).")
         return load_pretrained(entry, path).to(device)
     return load_checkpoint(path, device, AUDIO_CODEC)
+
+
+def load_tokenizer(name_or_path: str | Path | None = None, device: str | torch.device = "cpu") -> Tokenizer:
+    """Like ``from_pretrained``, for a tokenizer of any modality (audio codec, image or video tokenizer)."""
+    path = None if name_or_path is None or name_or_path in PRETRAINED else resolve_model(name_or_path)
+    if path is None or path.is_file():
+        return from_pretrained(name_or_path, device)
+    info = read_checkpoint_info(path)
+    if not issubclass(model_class(info.model_type), Tokenizer):
+        raise CodecError(f"{path} holds a {info.model_type}, not a tokenizer (an audio codec, image or video "
+                         "tokenizer).")
+    return load_checkpoint(path, device)

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-QuantizerKind = Literal["ema", "factorized", "fsq"]
+QuantizerKind = Literal["ema", "factorized", "fsq", "lfq"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class QuantizerConfig:
     kind "ema":        residual VQ, euclidean codebooks of dimension D learned by k-means + EMA (EnCodec)
     kind "factorized": residual VQ, l2-normalised codebooks of `codebook_dim` learned by gradient (DAC)
     kind "fsq":        one level of finite scalar quantization over `fsq_levels` (n_q ignored)
+    kind "lfq":        one level of lookup-free quantization: `lfq_bits` signs, 2**lfq_bits codes (n_q ignored);
+                       its codebook loss is the entropy penalty, weighted by `entropy_weight`
     """
 
     kind: QuantizerKind = "ema"
@@ -32,6 +34,8 @@ class QuantizerConfig:
     codebook_weight: float = 1.0  # factorized (DAC: 1.0 codebook, 0.25 commitment)
     quantizer_dropout: float = 0.0  # training: probability per item of using 1..n_q levels at random
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # fsq: levels per scalar, codebook = prod(levels)
+    lfq_bits: int = 10  # lfq: bits per code, codebook = 2**lfq_bits
+    entropy_weight: float = 0.1  # lfq: weight of the entropy penalty (MAGVIT-v2)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fsq_levels", tuple(self.fsq_levels))  # lists from JSON configs
@@ -50,6 +54,8 @@ class QuantizerConfig:
              f"quantizer_dropout must be a probability in [0, 1], got {self.quantizer_dropout}"),
             (len(self.fsq_levels) >= 1 and all(isinstance(n, int) and n >= 2 for n in self.fsq_levels),
              f"fsq_levels must be one or more integers >= 2, got {self.fsq_levels}"),
+            (1 <= self.lfq_bits <= 20, f"lfq_bits must be in 1..20, got {self.lfq_bits}"),
+            (self.entropy_weight >= 0, f"entropy_weight must be >= 0, got {self.entropy_weight}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -57,13 +63,15 @@ class QuantizerConfig:
 
     @property
     def codebook_sizes(self) -> tuple[int, ...]:
-        """Number of codes of each level: (K,) * n_q, or (prod(fsq_levels),) for fsq."""
+        """Number of codes of each level: (K,) * n_q, (prod(fsq_levels),) for fsq, (2**lfq_bits,) for lfq."""
         if self.kind == "fsq":
             return (math.prod(self.fsq_levels),)
+        if self.kind == "lfq":
+            return (2**self.lfq_bits,)
         return (self.codebook_size,) * self.n_q
 
     @property
     def residual(self) -> bool:
-        """Whether the levels are residual (a prefix of them is a lower bitrate): RVQ yes, FSQ has one level."""
-        return self.kind != "fsq"
+        """Whether the levels are residual (a prefix of them is a lower bitrate): RVQ yes; FSQ, LFQ: one level."""
+        return self.kind in ("ema", "factorized")
 

@@ -31,6 +31,8 @@ TASKS: dict[str, str] = {  # task name -> "module:attribute" of its Task
     "audio_codec": "codec.train.audio_task:AUDIO_CODEC",
     "token_lm": "slm.train:TOKEN_LM",
     "latent_lm": "slm.latent_train:LATENT_LM",
+    "image_tokenizer": "codec.train.visual_task:IMAGE_TOKENIZER",
+    "video_tokenizer": "codec.train.visual_task:VIDEO_TOKENIZER",
 }
 
 

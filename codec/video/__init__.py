@@ -1,0 +1,1 @@
+"""Video tokenizers, causal in time, on the shared TokenSpec, quantizers and trainer."""
