@@ -18,7 +18,7 @@ from rich.progress import Progress
 from codec.cli_support import (Device, Force, Output, Workers, cli_errors, levels_for, load_model as _load_model,
                                 stderr, stdout)
 from codec.errors import CodecError
-from slm import cli as slm_cli
+from slm import cli as slm_cli, visual_cli
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural audio codec toolkit: compress speech to tokens and back.")
@@ -449,6 +449,8 @@ def train(
 
 app.command()(slm_cli.tokenize)
 app.add_typer(slm_cli.app, name="slm")
+app.command()(visual_cli.sample)
+app.add_typer(visual_cli.lm_app, name="lm")
 
 
 def main() -> None:

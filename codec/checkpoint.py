@@ -45,6 +45,9 @@ MODEL_TYPES = {  # model_type -> "module:class" of the model
     "titok_tokenizer": "codec.image.titok:TiTokTokenizer",
     "multiscale_tokenizer": "codec.image.multiscale:MultiScaleTokenizer",
     "video_tokenizer": "codec.video.tokenizer:CausalVideoTokenizer",
+    "image_token_lm": "slm.image_lm:ImageTokenLM",
+    "next_scale_lm": "slm.var:NextScaleLM",
+    "image_flow_lm": "slm.image_flow:ImageFlowLM",
 }
 _V1_NAMES = {"n_q": "num_codebooks"}  # keys renamed in format version 2 (inside "quantizer" sections)
 # quantizer keys added after fingerprints were first recorded: left out of the hash at these defaults

@@ -6,6 +6,11 @@ it); ``causal=False`` is bidirectional (MaskGIT). The KV cache is streaming stat
 (codec/streaming.py): inside ``with streaming(model, batch_size):`` each forward call appends
 its steps to every layer's cache and attends to everything cached, so feeding a sequence
 chunk by chunk gives the outputs of one pass over it (tests check this).
+
+Who may attend to whom is the AND of three masks, each optional: causality (``config.causal``), the
+key padding ``mask`` [B, S_total] and an ``attn_mask`` [S, S_total] or [B, S, S_total] (True = may
+attend; rows are the S new steps, columns every step cached so far), e.g. VAR's block-causal mask
+over scales (slm/var.py).
 """
 
 from __future__ import annotations
@@ -72,8 +77,9 @@ class Attention(StreamingModule[KVCache]):
         if not self.config.causal:
             raise ValueError("a bidirectional transformer has no KV cache: every step sees every other")
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x [B, S, D] -> [B, S, D]; mask [B, S] True where a step may be attended to (padding False)."""
+    def forward(self, x: Tensor, mask: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:
+        """x [B, S, D] -> [B, S, D]; mask [B, S] True where a step may be attended to (padding False);
+        attn_mask [S, S_total] or [B, S, S_total] True where step i may attend to step j."""
         b, s, _ = x.shape
         q, k, v = self.qkv(x).view(b, s, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3 x [B, H, S, d]
         cache = self.streaming_state
@@ -94,6 +100,12 @@ class Attention(StreamingModule[KVCache]):
         if mask is not None:
             keys_ok = mask[:, None, None, :]
             allowed = keys_ok if allowed is None else allowed & keys_ok
+        if attn_mask is not None:
+            if attn_mask.dtype != torch.bool or attn_mask.dim() not in (2, 3) or attn_mask.shape[-2:] != (s, start + s):
+                raise ValueError(f"attn_mask must be bool [S, S_total] or [B, S, S_total] with S={s} and "
+                                 f"S_total={start + s}, got {attn_mask.dtype} {tuple(attn_mask.shape)}")
+            pairs = attn_mask.reshape(-1, 1, s, start + s)  # [1 or B, 1, S, S_total]
+            allowed = pairs if allowed is None else allowed & pairs
         dropout = self.config.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)  # [B, H, S, d]
         return self.out(y.transpose(1, 2).reshape(b, s, -1))
@@ -108,8 +120,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim))
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        x = x + self.dropout(self.attention(self.norm1(x), mask))
+    def forward(self, x: Tensor, mask: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:
+        x = x + self.dropout(self.attention(self.norm1(x), mask, attn_mask))
         return x + self.dropout(self.mlp(self.norm2(x)))
 
 
@@ -122,7 +134,8 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.dim)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None, attn_mask: Tensor | None = None) -> Tensor:
+        """x [B, S, D] -> [B, S, D]; ``mask`` and ``attn_mask`` as Attention's."""
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, mask, attn_mask)
         return self.norm(x)

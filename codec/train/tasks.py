@@ -33,6 +33,7 @@ TASKS: dict[str, str] = {  # task name -> "module:attribute" of its Task
     "latent_lm": "slm.latent_train:LATENT_LM",
     "image_tokenizer": "codec.train.visual_task:IMAGE_TOKENIZER",
     "video_tokenizer": "codec.train.visual_task:VIDEO_TOKENIZER",
+    "image_generator": "slm.visual_train:IMAGE_GENERATOR",
 }
 
 

@@ -41,6 +41,13 @@ from .state import TrainingState
 from .tasks import get_task
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (a tensor, or a tuple or list of them) on ``device``."""
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(item, device) for item in batch)
+    return batch.to(device)
+
+
 class Trainer:
     """Build everything a run needs from a config (through its task), then ``fit()``."""
 
@@ -185,7 +192,7 @@ class Trainer:
                 if self.step >= config.steps or self._stop_requested:
                     break
                 started = time.perf_counter()
-                metrics = self.train_step(batch.to(self.env.device))
+                metrics = self.train_step(to_device(batch, self.env.device))
                 self.step += 1
                 metrics["seconds_per_step"] = time.perf_counter() - started
                 logger.log_train(self.step, metrics)
