@@ -289,6 +289,12 @@ def info(paths: Annotated[list[Path], typer.Argument(help=".cdc files.", show_de
         raise typer.Exit(1)
 
 
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        stdout.print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip(), markup=False, soft_wrap=True)
+
+
 @app.command()
 @cli_errors
 def models() -> None:
@@ -313,9 +319,19 @@ def models() -> None:
         where = str(cached) if cached.is_file() else f"not downloaded ({entry.url})"
         rows.append(row(entry.name, config, sum(p.numel() for p in AudioCodec(config).parameters()), entry.license,
                         where))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        stdout.print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip(), markup=False, soft_wrap=True)
+    _print_table(rows)
+    visual = [("name", "type", "tokens", "bits", "parameters", "weights license", "location")]
+    for name, ckpt in list_models(model_type=None):
+        if ckpt.model_type in ("image_tokenizer", "titok_tokenizer", "multiscale_tokenizer", "video_tokenizer"):
+            spec = ckpt.config.token_spec
+            grid = "x".join(map(str, spec.grid))
+            bits = (f"{spec.kbps:.3g} kbps" if spec.frame_rate else f"{spec.bits_per_frame:.0f} per image")
+            visual.append((name, ckpt.model_type, f"{grid} x {spec.n_q} levels", bits,
+                           f"{ckpt.num_parameters / 1e6:.2f} M", str(ckpt.metadata.get("license", "unknown"))[:40],
+                           str(ckpt.path)))
+    if len(visual) > 1:
+        stdout.print()
+        _print_table(visual)
     stdout.print(f"Model folders: {user_models_dir()} (CODEC_MODELS_DIR); official weights: {hub_cache()} "
                  "(CODEC_HUB_CACHE).", markup=False, soft_wrap=True)
 

@@ -6,5 +6,5 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["codec*", "slm*"]), "codec.recipes"],
     package_dir={"codec.recipes": "recipes"},
-    package_data={"codec": ["audio/bundled/*/*", "image/bundled/*/*", "video/bundled/*/*"], "codec.recipes": ["*/*.yaml", "*/README.md"]},
+    package_data={"codec": ["audio/bundled/*/*", "image/bundled/*/*", "video/bundled/*/*", "eval/bundled/*/*"], "codec.recipes": ["*/*.yaml", "*/README.md"]},
 )

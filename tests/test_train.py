@@ -43,7 +43,8 @@ from .corpora import CORPORA, speech_pieces
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*/*.yaml"))
 CODEC_RECIPES = [p for p in RECIPES if yaml.safe_load(p.read_text()).get("task", "audio_codec") == "audio_codec"]
-LM_RECIPES = [p for p in RECIPES if p not in CODEC_RECIPES]
+LM_RECIPES = [p for p in RECIPES if yaml.safe_load(p.read_text()).get("task") in ("token_lm", "latent_lm")]
+VISUAL_RECIPES = [p for p in RECIPES if p not in CODEC_RECIPES and p not in LM_RECIPES]
 
 TINY_MODEL = {"sample_rate": 16000,
               "seanet": {"n_filters": 4, "dimension": 16, "ratios": [4, 2, 2], "lstm_layers": 1},
@@ -107,6 +108,15 @@ def test_every_lm_recipe_is_a_valid_config(recipe):
     assert {yaml.safe_load(p.read_text())["task"] for p in LM_RECIPES} == {"token_lm", "latent_lm"}
 
 
+@pytest.mark.parametrize("recipe", VISUAL_RECIPES, ids=[f"{p.parent.name}/{p.name}" for p in VISUAL_RECIPES])
+def test_every_image_and_video_recipe_is_a_valid_config_with_its_command_documented(recipe):
+    config = load_train_config(yaml.safe_load(recipe.read_text()), [])
+    assert config.task in ("image_tokenizer", "video_tokenizer", "image_generator")
+    if config.task == "image_generator":  # generators name a shipped tokenizer of their dataset
+        assert config.data.tokenizer in ("digits_conv", "digits_multiscale", "moving_digits")
+    assert f"codec train {recipe.parent.name}/{recipe.stem}" in (recipe.parent / "README.md").read_text()
+
+
 def test_overrides_are_typed_and_validated():
     config = load_train_config({}, ["optim.lr=1e-4", "model.quantizer.n_q=12", "data.gain_db=[-3, 3]",
                                     "adversarial.discriminator.kinds=[mpd]", "balancer=true"])
@@ -115,7 +125,7 @@ def test_overrides_are_typed_and_validated():
     assert config.balancer is True
     for override, message in [("optim.lrr=1", "unknown key config.optim.lrr"),
                               ("steps=many", "config.steps must be an integer"),
-                              ("model.quantizer.kind=lfq", "config.model.quantizer.kind must be one of .ema., .factorized., .fsq."),
+                              ("model.quantizer.kind=pq", "config.model.quantizer.kind must be one of .ema., .factorized., .fsq., .lfq."),
                               ("steps", "key=value")]:
         with pytest.raises(CodecError, match=message):
             load_train_config({}, [override])
@@ -742,12 +752,18 @@ def test_unknown_task_is_a_config_error():
 
 
 def test_the_training_loop_imports_no_audio_code():
-    """Only the audio task's modules (audio_*.py) may import audio, losses, discriminators or eval code."""
+    """Only the tasks' own modules (audio_*.py, visual_*.py) may import modality, losses, discriminators or
+    eval code, and the image/video task none of the audio codec's."""
     forbidden = ("codec.audio", "codec.losses", "codec.discriminators", "codec.eval", "codec.data.dataset",
-                 "codec.train.audio_")
+                 "codec.train.audio_", "codec.image", "codec.video", "codec.train.visual_")
+    audio_only = ("codec.audio", "codec.data.dataset", "codec.train.audio_")
     for path in sorted((REPO / "codec" / "train").glob("*.py")):
         if path.name.startswith("audio_"):
             continue
+        if path.name.startswith("visual_"):
+            forbidden_here = audio_only
+        else:
+            forbidden_here = forbidden
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 package = ["codec", "train"][: 3 - node.level] if node.level else []  # . = codec.train, .. = codec
@@ -757,5 +773,5 @@ def test_the_training_loop_imports_no_audio_code():
                 names = [alias.name for alias in node.names]
             else:
                 continue
-            bad = [n for n in names if n.startswith(forbidden)]
+            bad = [n for n in names if n.startswith(forbidden_here)]
             assert not bad, f"{path.name} imports {bad[0]}"

@@ -207,8 +207,6 @@ def write_visual_report(out: Path, rows: list[dict], sweep: list[dict], original
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..image.io import write_image
-
     out.mkdir(parents=True, exist_ok=True)
     summaries = summarise(rows)
     table = markdown(summaries, rate)
@@ -223,11 +221,13 @@ def write_visual_report(out: Path, rows: list[dict], sweep: list[dict], original
     for ax, metric in zip(axes, ("ssim", "psnr")):
         for codec in sorted({s["codec"] for s in sweep}):
             points = [s for s in sweep if s["codec"] == codec]
-            ax.plot([p[rate] for p in points], [p[metric] for p in points], "o-", label=f"{codec} (quality sweep)")
-        for kind, marker in (("tokenizer", "*"), ("jpeg", "x"), ("webp", "+"), ("h264", "x"), ("vp9", "+")):
+            ax.plot([p[rate] for p in points], [p[metric] for p in points], "o-", label=f"{codec} (quality sweep)",
+                    color="C0" if codec == "JPEG" else "C1")
+        for kind, marker, colour in (("tokenizer", "*", "C3"), ("jpeg", "x", "C0"), ("webp", "+", "C1"),
+                                     ("h264", "x", "C0"), ("vp9", "+", "C1")):
             points = [s for s in summaries if s["kind"] == kind]
             if points:
-                ax.scatter([p[rate] for p in points], [p[metric] for p in points], marker=marker, s=90,
+                ax.scatter([p[rate] for p in points], [p[metric] for p in points], marker=marker, s=90, color=colour,
                            label="tokenizers" if kind == "tokenizer" else f"{kind.upper()} at equal bits")
         ax.set(xlabel=("bits per pixel" if rate == "bpp" else "kbps") + " (coded data)", ylabel=metric.upper(),
                title=f"{metric.upper()} vs bits")
@@ -237,7 +237,15 @@ def write_visual_report(out: Path, rows: list[dict], sweep: list[dict], original
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     systems = [s["system"] for s in summaries]
-    write_image(out / "grid.png", _grid(originals, recons, systems, 8), force=force)
+    grid = _grid(originals, recons, systems, 8)  # [C, rows * (h + 2), columns * (w + 2)]
+    row_height = grid.shape[1] / (len(systems) + 1)
+    fig, ax = plt.subplots(figsize=(2 + grid.shape[2] / 40, 0.4 + grid.shape[1] / 40))
+    ax.imshow(grid.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks([(i + 0.5) * row_height for i in range(len(systems) + 1)], ["original", *systems], fontsize=7)
+    ax.set_xticks([])
+    with atomic_write(out / "grid.png", force) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
     return table
 
 
