@@ -184,11 +184,11 @@ def write_generation_report(out: Path, rows: list[dict], sweeps: list[dict], sam
     for name in dict.fromkeys(r["model"] for r in sweeps):
         points = sorted((r["forward_passes"], r["frechet_distance"]) for r in sweeps if r["model"] == name)
         ax.plot(*zip(*points), "o-", label=f"{name} (steps sweep)")
+    references = [r for r in rows if r["method"] == "reference"]
+    for r, style in zip(references, ("--", ":")):
+        ax.axhline(r["frechet_distance"], linestyle=style, color="grey", linewidth=1, label=r["model"])
     for r in rows:
-        if r["method"] == "reference":
-            ax.axhline(r["frechet_distance"], linestyle="--", color="grey", linewidth=0.8)
-            ax.text(ax.get_xlim()[0], r["frechet_distance"], f" {r['model']}", fontsize=7, va="bottom")
-        else:
+        if r["method"] != "reference":
             ax.scatter([r["forward_passes"]], [r["frechet_distance"]], marker="*", s=120,
                        label=f"{r['model']} ({r['method']})")
     ax.set(xscale="log", xlabel="transformer forward passes (sequential, per batch)",
