@@ -2,25 +2,19 @@
 
 ``code_dataset`` runs the tokenizer over every item of a split (digits images, moving-digits videos)
 and keeps, per item, its codes [Q, *grid] (every level the tokenizer has), its continuous latent
-[D, *grid] (for generators of continuous tokens) and its class label. The result is cached in the run
-folder (``coded_<split>.safetensors``, recomputed when the tokenizer's fingerprint differs), so a
-resumed run does not code the data again.
+[D, *grid] (for generators of continuous tokens) and its class label. Coding the digits takes seconds,
+4000 moving-digits clips about half a minute, so a run codes its data when it starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from codec.checkpoint import model_fingerprint
 from codec.errors import CodecError
-from codec.files import atomic_write
 
 DATASETS = ("digits", "moving_digits")
 
@@ -60,24 +54,10 @@ def code_items(tokenizer: nn.Module, items: list[Tensor], labels: Tensor, batch_
     return CodedItems(torch.cat(codes), torch.cat(latents), labels.long())
 
 
-def code_dataset(tokenizer: nn.Module, dataset: str, split: str, size: int, frames: int = 9, items: int = 2000,
-                 cache: Path | None = None) -> CodedItems:
-    """``dataset``'s ``split`` coded by ``tokenizer``, read from / written to ``cache`` when given."""
-    fingerprint = model_fingerprint(tokenizer)
-    if cache is not None and cache.is_file():
-        try:
-            stored = load_file(str(cache))
-            if bytes(stored["fingerprint"].tolist()).decode() == fingerprint:
-                return CodedItems(stored["codes"], stored["latents"], stored["labels"])
-        except (SafetensorError, KeyError, OSError, UnicodeDecodeError):
-            pass  # recompute below
-    coded = code_items(tokenizer, *_source(dataset, split, size, frames, items))
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(cache, force=True) as tmp:
-            save_file({"codes": coded.codes, "latents": coded.latents, "labels": coded.labels,
-                       "fingerprint": torch.tensor(list(fingerprint.encode()), dtype=torch.uint8)}, str(tmp))
-    return coded
+def code_dataset(tokenizer: nn.Module, dataset: str, split: str, size: int, frames: int = 9,
+                 items: int = 2000) -> CodedItems:
+    """``dataset``'s ``split`` coded by ``tokenizer``."""
+    return code_items(tokenizer, *_source(dataset, split, size, frames, items))
 
 
 class CodedDataset(Dataset):

@@ -97,7 +97,9 @@ def test_registry_finds_models_by_name(tmp_path, monkeypatch):
     save_pretrained(codec, tmp_path / "my-codec")
     loaded = from_pretrained("my-codec")
     assert model_fingerprint(loaded) == model_fingerprint(codec)
-    with pytest.raises(CodecError, match="registered: devspeech_16khz, my-codec"):  # bundled, then user models
+    # bundled audio, image and video models, then user models
+    with pytest.raises(CodecError, match="registered: devspeech_16khz, digits_conv, digits_multiscale, moving_digits, "
+                                         "my-codec"):
         from_pretrained("nope")
 
 
