@@ -58,7 +58,8 @@ def slm_train(
     resume: Annotated[bool, typer.Option(help="Continue the run in the run folder from its last checkpoint.")] = False,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<folder>-<name>).")] = None,
 ) -> None:
-    """Train a token language model on shards from `codec tokenize` (resumable, TensorBoard, torchrun)."""
+    """Train a language model: spoken LMs on shards from `codec tokenize`, or image and video generators
+    (task image_generator; the same as `codec train`); resumable, TensorBoard, torchrun."""
     from codec.recipebook import find_recipe
     from codec.train import run_training
 
