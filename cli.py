@@ -16,7 +16,7 @@ import typer
 from rich.progress import Progress
 
 from codec.cli_support import (Device, Force, Output, Workers, cli_errors, levels_for, load_model as _load_model,
-                                stderr, stdout)
+                                model_for_file, stderr, stdout)
 from codec.errors import CodecError
 from slm import cli as slm_cli, visual_cli
 
@@ -52,76 +52,19 @@ def _encode_file(src: Path, dst: Path, model: Optional[str], device: str, n_q: i
     write_cdc(dst, CdcHeader.for_encoded(encoded, loaded.name, loaded.fingerprint), encoded.codes, force)
 
 
-def _encode_visual_file(src: Path, dst: Path, model: Optional[str], device: str, n_q: int, force: bool) -> None:
-    from codec.image.bitstream import write_visual_cdc
-    from codec.image.coding import encode_image, encode_video
-
-    loaded = _load_model(model, device)
-    tokenizer = loaded.model
-    full = tokenizer.token_spec.n_q
-    tokenizer.set_num_codebooks(n_q)
-    try:
-        if tokenizer.token_spec.modality == "image":
-            from codec.image.io import read_image
-
-            coded = encode_image(tokenizer, read_image(src, tokenizer.config.channels), loaded.name,
-                                 loaded.fingerprint)
-        else:
-            from codec.video.io import read_video
-
-            video, fps = read_video(src, tokenizer.config.channels)
-            coded = encode_video(tokenizer, video, fps, loaded.name, loaded.fingerprint)
-    finally:
-        tokenizer.set_num_codebooks(full)  # the loaded model is shared (cached) by later calls
-    write_visual_cdc(dst, coded.header, coded.codes, force)
-
-
-def _decode_visual_file(src: Path, dst: Path, model: Optional[str], device: str, force: bool) -> None:
-    from codec.image.bitstream import read_visual_cdc
-    from codec.image.coding import CodedVisual, check_model, decode_visual
-
-    header, codes = read_visual_cdc(src)
-    try:
-        loaded = _load_model(model or header.model, device)
-    except CodecError as e:
-        raise CodecError(f"Cannot decode {src}: its model {header.model!r} cannot be loaded here "
-                         f"({str(e).rstrip('.')}); pass --model with that model's name or folder.") from None
-    if loaded.fingerprint != header.model_fingerprint:
-        raise CodecError(f"{src} was made by a different model (fingerprint {header.model_fingerprint}) "
-                         f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
-    check_model(loaded.model, header, f"Input file '{src}'")
-    decoded = decode_visual(loaded.model, CodedVisual(header, codes))
-    if header.video:
-        from codec.video.io import write_video
-
-        write_video(dst, decoded, header.fps, force)
-    else:
-        from codec.image.io import write_image
-
-        write_image(dst, decoded, force)
-
-
 def _decode_file(src: Path, dst: Path, model: Optional[str], device: str, force: bool) -> None:
     from codec.audio.bitstream import read_cdc
     from codec.image.bitstream import VERSION as VISUAL, cdc_version
 
     if cdc_version(src) == VISUAL:
-        return _decode_visual_file(src, dst, model, device, force)
+        from codec.visual_cli import decode_visual_file
+
+        return decode_visual_file(src, dst, model, device, force)
     from codec.audio.compress import decode_stream
     from codec.audio.io import write_blocks
 
     header, codes = read_cdc(src)
-    try:
-        loaded = _load_model(model or header.model, device)
-    except CodecError as e:
-        raise CodecError(f"Cannot decode {src}: its model {header.model!r} cannot be loaded here "
-                         f"({str(e).rstrip('.')}); pass --model with that model's name or folder.") from None
-    if loaded.model.token_spec.modality != "audio":
-        raise CodecError(f"{src} holds audio tokens, but {loaded.name} is an {loaded.model.token_spec.modality} "
-                         "tokenizer.")
-    if loaded.fingerprint != header.model_fingerprint:
-        raise CodecError(f"{src} was made by a different model (fingerprint {header.model_fingerprint}) "
-                         f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
+    loaded = model_for_file(src, model, device, header.model, header.model_fingerprint, "audio")
     codec = loaded.model
     header.check_model(codec.config.token_spec, codec.sample_rate, codec.channels, source=f"Input file '{src}'")
     write_blocks(dst, decode_stream(codec, header.encoded(codes)), header.original_sample_rate, force)
@@ -166,7 +109,9 @@ def encode(
         work = functools.partial(_encode_file, model=model, device=device, n_q=levels, downmix=downmix, batch=batch,
                                  force=force)
     else:
-        work = functools.partial(_encode_visual_file, model=model, device=device, n_q=levels, force=force)
+        from codec.visual_cli import encode_visual_file
+
+        work = functools.partial(encode_visual_file, model=model, device=device, n_q=levels, force=force)
     _run_each(list(zip(inputs, outputs)), work, workers)
 
 
@@ -205,43 +150,14 @@ def decode(
               workers)
 
 
-def _visual_info_rows(path: Path) -> list[tuple[str, str]]:
-    from codec.image.bitstream import header_bytes, read_visual_cdc
-
-    header, _ = read_visual_cdc(path)
-    size = path.stat().st_size
-    pixels = header.height * header.width
-    nominal = header.positions * sum(header.code_bits)
-    rows = [
-        ("file", str(path)),
-        ("format", ".cdc version 3 (binary header, image/video tokens)"),
-        ("model", header.model),
-        ("model fingerprint", header.model_fingerprint),
-        ("content", f"{'video' if header.video else 'image'} {header.width}x{header.height}, {header.channels} "
-                    f"channel{'s' if header.channels > 1 else ''}"
-                    + (f", {header.frames} frames at {header.fps:g} fps" if header.video else "")
-                    + (" (coded resized)" if header.resized else "")),
-        ("tokens", f"{header.token_frames} x " * header.video + f"{header.grid[0]}x{header.grid[1]} grid, "
-                   f"{header.n_q} level{'s' if header.n_q > 1 else ''} "
-                   f"({', '.join(map(str, header.codebook_sizes))} codes; {', '.join(map(str, header.code_bits))} bits)"),
-        ("header", f"{header_bytes(header) - 4} bytes, then {header.payload_bytes} bytes of codes and a 4-byte checksum"),
-    ]
-    if header.video:
-        seconds = header.frames / header.fps
-        rows += [("nominal bitrate", f"{nominal / seconds / 1000:.3f} kbps ({nominal} bits in {seconds:.3f} s)"),
-                 ("actual bitrate", f"{8 * size / seconds / 1000:.3f} kbps ({size} bytes)")]
-    else:
-        rows += [("nominal bits", f"{nominal} bits, {nominal / pixels:.4f} bits per pixel"),
-                 ("actual bits", f"{8 * size} bits ({size} bytes), {8 * size / pixels:.4f} bits per pixel")]
-    return rows
-
-
 def _info_rows(path: Path) -> list[tuple[str, str]]:
     from codec.audio.bitstream import inspect_cdc
     from codec.image.bitstream import VERSION as VISUAL, cdc_version
 
     if cdc_version(path) == VISUAL:
-        return _visual_info_rows(path)
+        from codec.visual_cli import visual_info_rows
+
+        return visual_info_rows(path)
 
     header, layout = inspect_cdc(path)
     nominal = header.nominal_bitrate * header.channels  # TokenSpec stored bits per second at the file's n_q
@@ -373,7 +289,9 @@ def evaluate(
         raise CodecError(f"{out} already holds results; pass --force to overwrite them.")
     loaded_models = [_load_model(spec, device) for spec in model or []]
     if any(m.model.token_spec.modality != "audio" for m in loaded_models):
-        return _evaluate_visual(loaded_models, data, out, max_clips, bandwidth, baseline, metric)
+        from codec.visual_cli import evaluate_visual
+
+        return evaluate_visual(loaded_models, data, out, max_clips, bandwidth, baseline, metric)
     if metric and (unknown := sorted(set(metric) - {m.name for m in ALL_METRICS})):
         raise CodecError(f"Unknown metric(s) {', '.join(unknown)}; "
                          f"choose from {', '.join(m.name for m in ALL_METRICS)}.")
@@ -411,26 +329,6 @@ def evaluate(
     stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png", markup=False)
     if results.unreadable:
         stderr.print(f"{len(results.unreadable)} clips could not be read (listed in results.md).", markup=False)
-
-
-def _evaluate_visual(loaded: list, data: Path, out: Path, max_items: Optional[int], bandwidth, baseline, metric) -> None:
-    """``codec eval`` for image and video tokenizers: JPEG/WebP or H.264/VP9 at equal bits."""
-    from codec.eval.visual_eval import Tokenizer, run_visual_eval
-
-    if bandwidth or baseline or metric:
-        raise CodecError("For image and video tokenizers every bitrate, the classic codecs (JPEG, WebP; H.264, VP9) "
-                         "and every metric (PSNR, SSIM, MS-SSIM) are evaluated: drop --bandwidth, --baseline and "
-                         "--metric.")
-    tokenizers = [Tokenizer("/".join(m.path.parts[-2:]) if m.path is not None else m.name, m.model, m.fingerprint)
-                  for m in loaded]
-    with Progress(console=stderr) as progress:
-        def advance(total: int):
-            task = progress.add_task("coding", total=total)
-            return lambda: progress.advance(task)
-
-        table = run_visual_eval(tokenizers, data, out, max_items, advance, force=True)
-    stdout.print(table, markup=False, soft_wrap=True)
-    stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png, grid.png", markup=False)
 
 
 def _recipe_list() -> str:

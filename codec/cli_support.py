@@ -95,3 +95,20 @@ def levels_for(spec: TokenSpec, bandwidth: Optional[float], n_q: Optional[int]) 
     except ValueError as e:
         available = ", ".join(f"{b:g}" for b in spec.bandwidths())
         raise CodecError(f"Cannot use that bitrate: {e} (available: {available} kbps).") from None
+
+
+def model_for_file(src: Path, model: Optional[str], device: str, name: str, fingerprint: str, modality: str):
+    """The model to decode ``src`` with: ``model``, else the one the file names; a CodecError unless it is
+    a ``modality`` tokenizer with the file's fingerprint."""
+    try:
+        loaded = load_model(model or name, device)
+    except CodecError as e:
+        raise CodecError(f"Cannot decode {src}: its model {name!r} cannot be loaded here "
+                         f"({str(e).rstrip('.')}); pass --model with that model's name or folder.") from None
+    found = loaded.model.token_spec.modality
+    if found != modality:
+        raise CodecError(f"{src} holds {modality} tokens, but {loaded.name} is an {found} tokenizer.")
+    if loaded.fingerprint != fingerprint:
+        raise CodecError(f"{src} was made by a different model (fingerprint {fingerprint}) "
+                         f"than {loaded.name} (fingerprint {loaded.fingerprint}).")
+    return loaded

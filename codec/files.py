@@ -19,6 +19,11 @@ from pathlib import Path
 from .errors import CodecError
 
 
+def files_under(root: Path, suffixes: frozenset[str] | set[str]) -> list[Path]:
+    """The files under ``root`` (recursively, sorted) whose suffix, in any case, is one of ``suffixes``."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+
+
 def check_readable(path: str | os.PathLike) -> Path:
     """Check that ``path`` is an existing, readable, non-empty regular file."""
     p = Path(path)

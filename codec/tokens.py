@@ -214,3 +214,31 @@ class Tokenizer(nn.Module, ABC):
     def decode(self, codes: Tensor) -> Tensor:
         """Codes [B, Q, *axes] -> signal."""
         return self.decode_latent(self.dequantize(codes))
+
+
+class QuantizedTokenizer(Tokenizer):
+    """A Tokenizer whose codes come from one quantizer, ``self.quantizer`` (a codec.quantization module
+    with ``n_q``, ``encode`` and ``decode``), and whose ``self.config.token_spec`` describes all its
+    levels: the bookkeeping of the levels in use (``self.n_q``, set in ``__init__``)."""
+
+    @property
+    def max_n_q(self) -> int:
+        return self.quantizer.n_q
+
+    @property
+    def token_spec(self) -> TokenSpec:
+        """The tokens ``encode`` produces at the current ``n_q`` (for the config's nominal size)."""
+        return self.config.token_spec.with_num_codebooks(self.n_q)
+
+    def set_num_codebooks(self, n_q: int) -> None:
+        if not 1 <= n_q <= self.max_n_q:
+            raise ValueError(f"this tokenizer has 1 to {self.max_n_q} codebooks, not {n_q}")
+        self.n_q = n_q
+
+    def quantize_latent(self, latent: Tensor, n_q: int | None = None) -> Tensor:
+        """Latent [B, D, *axes] -> codes [B, Q, *axes], Q = ``n_q`` or the current number of levels."""
+        return self.quantizer.encode(latent, n_q or self.n_q)
+
+    def dequantize(self, codes: Tensor) -> Tensor:
+        """Codes [B, Q, *axes] (any Q up to the maximum) -> quantized latent [B, D, *axes]."""
+        return self.quantizer.decode(codes)

@@ -70,36 +70,34 @@ class GeneratorTrainConfig(TrainConfig):
     data: GeneratorDataConfig = field(default_factory=GeneratorDataConfig)
 
 
-def load_data_tokenizer(config: GeneratorTrainConfig, device: torch.device | str = "cpu") -> nn.Module:
+@functools.lru_cache(maxsize=4)
+def load_data_tokenizer(name: str, device: str = "cpu") -> nn.Module:
+    """The tokenizer ``data.tokenizer`` names, loaded once per process and device (the model, the data,
+    the objective and every validation share it; nothing changes it)."""
     from codec.audio.registry import load_tokenizer
 
-    if not config.data.tokenizer:
+    if not name:
         raise CodecError("Set data.tokenizer to an image or video tokenizer (a name such as digits_conv or a folder).")
-    tokenizer = load_tokenizer(config.data.tokenizer, device).eval()
+    tokenizer = load_tokenizer(name, device).eval()
     if tokenizer.token_spec.modality == "audio":
-        raise CodecError(f"data.tokenizer {config.data.tokenizer!r} is an audio codec; image generators need an image "
+        raise CodecError(f"data.tokenizer {name!r} is an audio codec; image generators need an image "
                          "or video tokenizer.")
     return tokenizer
 
 
 @functools.lru_cache(maxsize=4)
-def _coded(tokenizer_name: str, fingerprint: str, data: GeneratorDataConfig, split: str) -> CodedItems:
-    tokenizer = load_data_tokenizer(GeneratorTrainConfig(data=data))
-    items = data.train_items if split == "train" else data.valid_items
-    return code_dataset(tokenizer, data.dataset, split, data.size, data.frames, items)
-
-
-def coded_split(config: GeneratorTrainConfig, split: str, tokenizer: nn.Module) -> CodedItems:
+def coded_split(data: GeneratorDataConfig, split: str) -> CodedItems:
     """The split coded by the tokenizer (once per process: the model and the data both need it)."""
-    return _coded(config.data.tokenizer, model_fingerprint(tokenizer), config.data, split)
+    items = data.train_items if split == "train" else data.valid_items
+    return code_dataset(load_data_tokenizer(data.tokenizer), data.dataset, split, data.size, data.frames, items)
 
 
 def build_generator(config: GeneratorTrainConfig) -> nn.Module:
     """A fresh generator of ``model.method`` sized by the tokenizer's TokenSpec (and, for the flow head,
     normalised by the statistics of the training latents)."""
-    tokenizer = load_data_tokenizer(config)
+    tokenizer = load_data_tokenizer(config.data.tokenizer)
     spec, fingerprint, m = tokenizer.token_spec, model_fingerprint(tokenizer), config.model
-    coded = coded_split(config, "train", tokenizer)
+    coded = coded_split(config.data, "train")
     grid = tuple(coded.codes.shape[2:])
     causal = m.method == "ar" or (m.method == "flow" and m.order == "raster")
     transformer = replace(m.transformer, causal=causal)
@@ -129,8 +127,7 @@ def build_generator(config: GeneratorTrainConfig) -> nn.Module:
 
 
 def build_generator_data(config: GeneratorTrainConfig, run_dir: Path, env: DistributedEnv) -> TaskData:
-    tokenizer = load_data_tokenizer(config)
-    train, valid = (CodedDataset(coded_split(config, split, tokenizer)) for split in ("train", "valid"))
+    train, valid = (CodedDataset(coded_split(config.data, split)) for split in ("train", "valid"))
     return TaskData(train, valid, 0, collate=collate)
 
 
@@ -140,7 +137,7 @@ class GeneratorObjective(Objective):
     def __init__(self, config: GeneratorTrainConfig, model: nn.Module, env: DistributedEnv) -> None:
         self.method = config.model.method
         self.n_q = len(model.config.codebook_sizes) if self.method in ("ar", "maskgit") else 0
-        self.tokenizer = load_data_tokenizer(config, env.device) if self.method == "var" else None
+        self.tokenizer = load_data_tokenizer(config.data.tokenizer, str(env.device)) if self.method == "var" else None
         if self.tokenizer is not None:
             model.check_tokenizer(self.tokenizer)
 

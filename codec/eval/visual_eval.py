@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CodecError
-from ..files import atomic_write
+from ..files import atomic_write, files_under
 from ..image.bitstream import encode_visual_cdc
 from ..image.coding import decode_visual, encode_image, encode_video
 from .image_metrics import ms_ssim, psnr, ssim
@@ -38,7 +38,7 @@ METRICS = ("psnr", "ssim", "ms_ssim")
 
 
 @dataclass(frozen=True)
-class Tokenizer:
+class NamedTokenizer:
     """A tokenizer to evaluate, as loaded for the command line."""
 
     name: str
@@ -52,6 +52,17 @@ def _levels(model: nn.Module) -> list[int]:
     return list(range(1, full + 1)) if model.token_spec.residual else [full]
 
 
+def _bitrates(tok: NamedTokenizer) -> Iterator[str]:
+    """Set each level count ``tok`` serves in turn and yield the system's name; all levels again after."""
+    levels = _levels(tok.model)
+    try:
+        for n_q in levels:
+            tok.model.set_num_codebooks(n_q)
+            yield f"{tok.name} ({n_q} level{'s' if n_q > 1 else ''})" if len(levels) > 1 else tok.name
+    finally:
+        tok.model.set_num_codebooks(levels[-1])
+
+
 def _scores(x: Tensor, y: Tensor) -> dict[str, float]:
     """PSNR, SSIM, MS-SSIM of y against x: images [C, H, W] or videos [C, T, H, W] (frame by frame)."""
     frames_x = x.transpose(0, 1) if x.dim() == 4 else x[None]
@@ -61,15 +72,12 @@ def _scores(x: Tensor, y: Tensor) -> dict[str, float]:
     return {k: float(v.mean()) for k, v in values.items()}
 
 
-def image_rows(tokenizers: list[Tokenizer], images: list[tuple[str, Tensor]],
+def image_rows(tokenizers: list[NamedTokenizer], images: list[tuple[str, Tensor]],
                progress: Callable[[], None] = lambda: None) -> tuple[list[dict], dict[str, list[Tensor]]]:
     """One row per (system, image) and the reconstructions of each system (for the grid)."""
     rows, recons = [], defaultdict(list)
     for tok in tokenizers:
-        levels = _levels(tok.model)
-        for n_q in levels:
-            tok.model.set_num_codebooks(n_q)
-            system = f"{tok.name} ({n_q} level{'s' if n_q > 1 else ''})" if len(levels) > 1 else tok.name
+        for system in _bitrates(tok):
             for item, image in images:
                 pixels = image.shape[-1] * image.shape[-2]
                 coded = encode_image(tok.model, image, tok.name, tok.fingerprint)
@@ -88,7 +96,6 @@ def image_rows(tokenizers: list[Tokenizer], images: list[tuple[str, Tensor]],
                                  **_scores(image, base.reconstruction)})
                     recons[name].append(base.reconstruction)
                 progress()
-        tok.model.set_num_codebooks(levels[-1])
     return rows, recons
 
 
@@ -128,15 +135,12 @@ def _video_at(video: Tensor, fps: float, kbps: float, codec: str) -> tuple[Coded
     return best, False
 
 
-def video_rows(tokenizers: list[Tokenizer], videos: list[tuple[str, Tensor, float]], codecs: tuple[str, ...],
+def video_rows(tokenizers: list[NamedTokenizer], videos: list[tuple[str, Tensor, float]], codecs: tuple[str, ...],
                progress: Callable[[], None] = lambda: None) -> tuple[list[dict], dict[str, list[Tensor]]]:
     """One row per (system, video): bits as kbps of the coded data, quality per frame averaged."""
     rows, recons = [], defaultdict(list)
     for tok in tokenizers:
-        levels = _levels(tok.model)
-        for n_q in levels:
-            tok.model.set_num_codebooks(n_q)
-            system = f"{tok.name} ({n_q} level{'s' if n_q > 1 else ''})" if len(levels) > 1 else tok.name
+        for system in _bitrates(tok):
             for item, video, fps in videos:
                 seconds = video.shape[1] / fps
                 coded = encode_video(tok.model, video, fps, tok.name, tok.fingerprint)
@@ -154,7 +158,6 @@ def video_rows(tokenizers: list[Tokenizer], videos: list[tuple[str, Tensor, floa
                                  **_scores(video, base.reconstruction)})
                     recons[name].append(base.reconstruction)
                 progress()
-        tok.model.set_num_codebooks(levels[-1])
     return rows, recons
 
 
@@ -260,7 +263,7 @@ def write_visual_report(out: Path, rows: list[dict], sweep: list[dict], original
     return table
 
 
-def check_same_modality(tokenizers: list[Tokenizer]) -> str:
+def check_same_modality(tokenizers: list[NamedTokenizer]) -> str:
     modalities = {t.model.token_spec.modality for t in tokenizers}
     if len(modalities) != 1:
         raise CodecError(f"Evaluate tokenizers of one modality at a time, got {', '.join(sorted(modalities))}.")
@@ -275,7 +278,7 @@ def load_images(data: Path, channels: int, size: int, max_items: int | None) -> 
     from ..image.io import IMAGE_SUFFIXES, read_image
 
     if data.is_dir():
-        files = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:max_items]
+        files = files_under(data, IMAGE_SUFFIXES)[:max_items]
         if not files:
             raise CodecError(f"{data} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
         return [(str(p.relative_to(data)), read_image(p, channels)) for p in files]
@@ -297,8 +300,7 @@ def load_videos(data: Path, channels: int, size: int, frames: int, fps: float,
     from ..video.moving_digits import MovingDigits
 
     if data.is_dir() or data.is_file():
-        files = ([data] if data.is_file() else
-                 sorted(p for p in data.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)[:max_items])
+        files = [data] if data.is_file() else files_under(data, VIDEO_SUFFIXES)[:max_items]
         if not files:
             raise CodecError(f"{data} holds no videos ({', '.join(sorted(VIDEO_SUFFIXES))}).")
         return [(p.name, *read_video(p, channels)) for p in files]
@@ -309,7 +311,7 @@ def load_videos(data: Path, channels: int, size: int, frames: int, fps: float,
     raise CodecError(f"--data must be a folder of videos, a video or moving_digits; got {data}.")
 
 
-def run_visual_eval(tokenizers: list[Tokenizer], data: Path, out: Path, max_items: int | None,
+def run_visual_eval(tokenizers: list[NamedTokenizer], data: Path, out: Path, max_items: int | None,
                     progress: Callable[[int], Callable[[], None]], force: bool = False) -> str:
     """Evaluate tokenizers of one modality on ``data``; write the report to ``out``; return the table.
     ``progress(total)`` gives the callback advanced after each item of each system."""

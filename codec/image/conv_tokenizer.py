@@ -10,13 +10,13 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..quantization import build_quantizer
-from ..tokens import Tokenizer, TokenSpec
+from ..tokens import QuantizedTokenizer
 from .blocks import ImageDecoder, ImageEncoder
 from .config import ImageTokenizerConfig
 from .output import VisualOutput
 
 
-class ConvImageTokenizer(Tokenizer):
+class ConvImageTokenizer(QuantizedTokenizer):
     """A 2-D grid of codes per image; ``n_q`` (residual quantizers) sets the bits per image."""
 
     model_type = "image_tokenizer"
@@ -32,28 +32,10 @@ class ConvImageTokenizer(Tokenizer):
         self.quantizer = build_quantizer(config.latent_dim, config.quantizer)
         self.n_q = self.quantizer.n_q
 
-    @property
-    def token_spec(self) -> TokenSpec:
-        """Tokens of an image_size x image_size image at the current ``n_q``."""
-        return self.config.token_spec.with_num_codebooks(self.n_q)
-
-    def set_num_codebooks(self, n_q: int) -> None:
-        if not 1 <= n_q <= self.quantizer.n_q:
-            raise ValueError(f"this tokenizer has 1 to {self.quantizer.n_q} codebooks, not {n_q}")
-        self.n_q = n_q
-
     def encode_latent(self, x: Tensor) -> Tensor:
         """Images [B, C, H, W] in [0, 1] -> latent [B, D, H / ds, W / ds]."""
         self.config.check_images(x, exact_size=False)
         return self.encoder(x)
-
-    def quantize_latent(self, latent: Tensor) -> Tensor:
-        """Latent [B, D, h, w] -> codes [B, n_q, h, w]."""
-        return self.quantizer.encode(latent, self.n_q)
-
-    def dequantize(self, codes: Tensor) -> Tensor:
-        """Codes [B, Q, h, w] (any Q up to the maximum) -> quantized latent [B, D, h, w]."""
-        return self.quantizer.decode(codes)
 
     def decode_latent(self, latent: Tensor) -> Tensor:
         """Latent [B, D, h, w] -> images [B, C, h ds, w ds] clamped to [0, 1]."""

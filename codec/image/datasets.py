@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from codec.errors import CodecError
+from codec.files import files_under
 
 from .io import IMAGE_SUFFIXES, read_image, to_image_channels
 
@@ -199,7 +200,7 @@ class FolderImages(Dataset[torch.Tensor]):
         root = Path(folder)
         if not root.is_dir():
             raise CodecError(f"Image folder '{root}' does not exist or is not a folder.")
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        self.files = files_under(root, IMAGE_SUFFIXES)
         if not self.files:
             raise CodecError(f"Image folder '{root}' holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}).")
         self.size, self.channels, self.crop, self.seed = size, channels, crop, seed

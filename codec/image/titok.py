@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..quantization import build_quantizer
-from ..tokens import Tokenizer, TokenSpec
+from ..tokens import QuantizedTokenizer
 from .config import ImageTokenizerConfig
 from .output import VisualOutput
 
@@ -32,7 +32,7 @@ def _embedding(*shape: int) -> nn.Parameter:
     return nn.Parameter(0.02 * torch.randn(*shape))
 
 
-class TiTokTokenizer(Tokenizer):
+class TiTokTokenizer(QuantizedTokenizer):
     """K = config.num_latent_tokens tokens per image; ``n_q`` (residual quantizers) sets the bits per token."""
 
     model_type = "titok_tokenizer"
@@ -61,16 +61,6 @@ class TiTokTokenizer(Tokenizer):
         self.quantizer = build_quantizer(config.latent_dim, config.quantizer)
         self.n_q = self.quantizer.n_q
 
-    @property
-    def token_spec(self) -> TokenSpec:
-        """K tokens per image at the current ``n_q``."""
-        return self.config.token_spec.with_num_codebooks(self.n_q)
-
-    def set_num_codebooks(self, n_q: int) -> None:
-        if not 1 <= n_q <= self.quantizer.n_q:
-            raise ValueError(f"this tokenizer has 1 to {self.quantizer.n_q} codebooks, not {n_q}")
-        self.n_q = n_q
-
     def encode_latent(self, x: Tensor) -> Tensor:
         """Images [B, C, S, S] in [0, 1] -> latent [B, D, 1, K]."""
         self.config.check_images(x, exact_size=True)
@@ -78,14 +68,6 @@ class TiTokTokenizer(Tokenizer):
         latent_tokens = self.latent_tokens.expand(len(x), -1, -1)  # [B, K, dim]
         out = self.encoder(torch.cat([patches, latent_tokens], dim=1))[:, patches.shape[1]:]  # [B, K, dim]
         return self.to_latent(out).transpose(1, 2).unsqueeze(2)  # [B, D, 1, K]
-
-    def quantize_latent(self, latent: Tensor) -> Tensor:
-        """Latent [B, D, 1, K] -> codes [B, n_q, 1, K]."""
-        return self.quantizer.encode(latent, self.n_q)
-
-    def dequantize(self, codes: Tensor) -> Tensor:
-        """Codes [B, Q, 1, K] (any Q up to the maximum) -> quantized latent [B, D, 1, K]."""
-        return self.quantizer.decode(codes)
 
     def decode_latent(self, latent: Tensor) -> Tensor:
         """Latent [B, D, 1, K] -> images [B, C, S, S] clamped to [0, 1]."""

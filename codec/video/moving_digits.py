@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from codec.errors import CodecError
+from codec.files import files_under
 from codec.image.datasets import (CROP_MODES, SPLITS, Item, center_crop, digits_split, item_rng, random_crop,
                                   resize, resize_short_side)
 
@@ -118,7 +119,7 @@ class VideoFolder(Dataset[torch.Tensor]):
         root = Path(folder)
         if not root.is_dir():
             raise CodecError(f"Video folder '{root}' does not exist or is not a folder.")
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        files = files_under(root, VIDEO_SUFFIXES)
         if not files:
             raise CodecError(f"Video folder '{root}' holds no video files ({', '.join(sorted(VIDEO_SUFFIXES))}).")
         probed = [(p, probe_video(p)) for p in files]

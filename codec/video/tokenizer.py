@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..image.output import VisualOutput
 from ..quantization import build_quantizer
 from ..streaming import StreamingModule, streaming
-from ..tokens import Tokenizer, TokenSpec
+from ..tokens import QuantizedTokenizer
 from .causal_conv import CausalConv3d, CausalUpsample3d
 from .config import VideoTokenizerConfig
 
@@ -85,7 +85,7 @@ class _VideoStreamState:
     batch_size: int
 
 
-class CausalVideoTokenizer(Tokenizer, StreamingModule[_VideoStreamState]):
+class CausalVideoTokenizer(QuantizedTokenizer, StreamingModule[_VideoStreamState]):
     """A causal video tokenizer; ``n_q`` sets the bitrate of ``encode`` (see token_spec)."""
 
     model_type = "video_tokenizer"
@@ -98,21 +98,6 @@ class CausalVideoTokenizer(Tokenizer, StreamingModule[_VideoStreamState]):
         self.decoder = build_decoder(config)
         self.quantizer = build_quantizer(config.latent_dim, config.quantizer)
         self.n_q = self.quantizer.n_q
-
-    # --- bitrate -------------------------------------------------------------------------
-    @property
-    def max_n_q(self) -> int:
-        return self.quantizer.n_q
-
-    @property
-    def token_spec(self) -> TokenSpec:
-        """Tokens produced by ``encode`` at the current ``n_q`` (grid of a training-size video)."""
-        return self.config.token_spec.with_num_codebooks(self.n_q)
-
-    def set_num_codebooks(self, n: int) -> None:
-        if not 1 <= n <= self.max_n_q:
-            raise ValueError(f"this model has 1 to {self.max_n_q} codebooks, not {n}")
-        self.n_q = n
 
     # --- offline -------------------------------------------------------------------------
     def check_video(self, x: Tensor, whole: bool = True) -> None:
@@ -132,14 +117,6 @@ class CausalVideoTokenizer(Tokenizer, StreamingModule[_VideoStreamState]):
         """Video [B, C, 1 + k r, H, W] -> continuous latent [B, D, 1 + k, H / s, W / s]."""
         self.check_video(x)
         return self.encoder(x * 2 - 1)
-
-    def quantize_latent(self, latent: Tensor, n_q: int | None = None) -> Tensor:
-        """Latent [B, D, T', h, w] -> codes [B, Q, T', h, w], Q = n_q or the current ``n_q``."""
-        return self.quantizer.encode(latent, n_q or self.n_q)
-
-    def dequantize(self, codes: Tensor) -> Tensor:
-        """Codes [B, Q, T', h, w] (any Q <= max) -> quantized latent [B, D, T', h, w]."""
-        return self.quantizer.decode(codes)
 
     def decode_latent(self, latent: Tensor) -> Tensor:
         """Latent [B, D, T', h, w] -> video [B, C, 1 + (T' - 1) r, h s, w s] clamped to [0, 1]."""
