@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/codec_speed.py
+	$(BIN)/python -m benchmarks.suite
 
 clean:
 	rm -rf $(VENV) build

@@ -1,7 +1,9 @@
 """The ``codec`` command line: thin wrappers over the library (see DESIGN.md section 4).
 
 Errors print one sentence on stderr and exit non-zero; outputs are written atomically and
-existing files are only replaced with --force. CODEC_DEBUG=1 shows tracebacks.
+existing files are only replaced with --force. CODEC_DEBUG=1 shows tracebacks. Handlers import
+what they need, so that `codec info` and `codec --help` start without torch. `codec --threads N ...`
+(or CODEC_THREADS=N) sets torch's CPU threads per process; by default, the CPUs other work leaves idle.
 """
 
 from __future__ import annotations
@@ -22,6 +24,20 @@ from slm import cli as slm_cli, visual_cli
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural audio codec toolkit: compress speech to tokens and back.")
+
+
+@app.callback()
+@cli_errors
+def options(
+    threads: Annotated[Optional[int], typer.Option(show_default=False, help=(
+        "CPU threads of torch per process (the same as CODEC_THREADS=N; default: the CPUs that other work "
+        "leaves idle)."))] = None,
+) -> None:
+    """Options for every subcommand, given before its name (codec --threads 1 encode ...)."""
+    from codec.devices import THREADS_ENV, choose_threads
+
+    if threads is not None:  # the environment also reaches worker processes
+        os.environ[THREADS_ENV] = str(choose_threads(threads))
 
 
 def _run_each(jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], workers: int = 1) -> None:
@@ -89,6 +105,7 @@ def encode(
     device: Device = "cpu",
 ) -> None:
     """Compress audio files (or images and videos, by the model's modality) into .cdc token files."""
+    from codec.devices import apply_threads
     from codec.files import check_writable
     from codec.image.io import IMAGE_SUFFIXES
     from codec.jobs import plan_outputs
@@ -97,6 +114,7 @@ def encode(
     outputs = plan_outputs(inputs, output, ".cdc")
     for dst in outputs:
         check_writable(dst, force)
+    apply_threads()
     visual_inputs = [p for p in inputs if p.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)]
     if visual_inputs and model is None:
         raise CodecError(f"{visual_inputs[0]} is an image or video: pass --model with an image or video tokenizer "
@@ -127,7 +145,7 @@ def decode(
 ) -> None:
     """Decode .cdc files back to audio (WAV, or FLAC/OGG/Opus/MP3 by the extension) at the original
     sample rate and length, or to images (PNG) and videos (MP4, or GIF by the extension) at their original size."""
-    from codec.devices import parse_device
+    from codec.devices import apply_threads, parse_device
     from codec.files import check_writable
     from codec.jobs import plan_outputs
 
@@ -146,6 +164,7 @@ def decode(
     for dst in outputs:
         check_writable(dst, force)
     parse_device(device)
+    apply_threads()
     _run_each(list(zip(inputs, outputs)), functools.partial(_decode_file, model=model, device=device, force=force),
               workers)
 

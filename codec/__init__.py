@@ -1,6 +1,6 @@
 """Neural audio codecs and speech tokens."""
 
 from .errors import CodecError
-from .tokens import TokenSpec
+from .token_spec import TokenSpec
 
 __all__ = ["CodecError", "TokenSpec"]

@@ -1,15 +1,27 @@
-"""Device names from users (``--device``, ``device:`` in configs), checked before any work."""
+"""Where torch runs: device names from users (``--device``, ``device:`` in configs), checked before
+any work, and how many CPU threads it may use (``--threads``, $CODEC_THREADS)."""
 
 from __future__ import annotations
 
-import torch
+import logging
+import os
+from typing import TYPE_CHECKING
 
 from .errors import CodecError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+THREADS_ENV = "CODEC_THREADS"
 
 
 def parse_device(name: str, use_cpu: str = "--device cpu") -> torch.device:
     """'cpu', 'cuda', 'cuda:1', 'mps' or 'auto' (a GPU if there is one) -> a usable torch.device;
     CodecError otherwise, advising ``use_cpu`` (how the user asks for the CPU)."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -28,3 +40,51 @@ def parse_device(name: str, use_cpu: str = "--device cpu") -> torch.device:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise CodecError(f"Device {name!r} is not supported; use cpu, cuda, cuda:N or auto.")
     return device
+
+
+def choose_threads(requested: int | None = None, processes: int = 1) -> int:
+    """Torch threads for one of ``processes`` processes that share this machine's CPUs.
+
+    A count the user gave wins: ``requested`` (--threads), else $CODEC_THREADS. Otherwise: the CPUs
+    this process may run on, less the 1-minute load average, shared among ``processes``, at least 1.
+    OpenMP threads spin-wait for each other, so threads that a busy CPU cannot run at once make a
+    step about 10x slower, where one thread too few costs a little.
+    """
+    if requested is not None:
+        return _thread_count(requested, "--threads")
+    if value := os.environ.get(THREADS_ENV, "").strip():
+        return _thread_count(value, THREADS_ENV)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except (AttributeError, OSError):  # no load average on this system
+        busy = 0
+    threads = max(1, (cpus - busy) // max(1, processes))
+    log.debug("%d torch threads: %d CPUs, load %d, %d process(es)", threads, cpus, busy, processes)
+    return threads
+
+
+def _thread_count(value: int | str, name: str) -> int:
+    """``value`` as a number of threads; CodecError naming ``name`` unless it is a whole number >= 1."""
+    try:
+        count = int(value) if isinstance(value, str) or type(value) is int else 0
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise CodecError(f"{name} must be a whole number of threads, at least 1, got {value!r}.")
+    return count
+
+
+def apply_threads(requested: int | None = None, processes: int = 1) -> int:
+    """Give torch ``choose_threads(requested, processes)`` intra-op threads (and as many inter-op
+    threads, which torch allows only before its first parallel work); returns the count."""
+    import torch
+
+    threads = choose_threads(requested, processes)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # already set, or parallel work has started: keep the inter-op pool as it is
+        pass
+    log.info("torch uses %d CPU threads", threads)
+    return threads

@@ -2,8 +2,9 @@
 
 ``plan_outputs`` maps inputs to outputs before any work starts, refusing every plan in which two
 inputs would write the same file; ``run_jobs`` runs one picklable function per job (e.g. an
-(input, output) pair), in this process or in ``workers`` spawned processes, and collects each
-job's error sentence. A file's result does not depend on which process coded it.
+(input, output) pair), in this process or in ``workers`` spawned processes that share the free
+CPUs (``devices.choose_threads``), and collects each job's error sentence. A file's result does
+not depend on which process coded it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from .devices import apply_threads
 from .errors import CodecError
 
 Job = tuple  # the arguments of one call of the work function, e.g. (input, output)
@@ -61,8 +63,10 @@ def run_jobs(jobs: list[Job], work: Callable[..., None], workers: int = 1,
                 failures[i] = str(e)
             advance()
     else:
+        processes = min(workers, len(jobs))
         context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=apply_threads,
+                                 initargs=(None, processes)) as pool:  # the free CPUs shared among the workers
             futures = {pool.submit(work, *job): i for i, job in enumerate(jobs)}
             for future in as_completed(futures):
                 try:

@@ -88,12 +88,14 @@ def visual_info_rows(path: Path) -> list[tuple[str, str]]:
 
 def evaluate_visual(loaded: list, data: Path, out: Path, max_items: Optional[int], bandwidth, baseline, metric) -> None:
     """``codec eval`` for image and video tokenizers: JPEG/WebP or H.264/VP9 at equal bits."""
+    from codec.devices import apply_threads
     from codec.eval.visual_eval import NamedTokenizer, run_visual_eval
 
     if bandwidth or baseline or metric:
         raise CodecError("For image and video tokenizers every bitrate, the classic codecs (JPEG, WebP; H.264, VP9) "
                          "and every metric (PSNR, SSIM, MS-SSIM) are evaluated: drop --bandwidth, --baseline and "
                          "--metric.")
+    apply_threads()
     tokenizers = [NamedTokenizer("/".join(m.path.parts[-2:]) if m.path is not None else m.name, m.model,
                                  m.fingerprint) for m in loaded]
     with Progress(console=stderr) as progress:

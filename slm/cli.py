@@ -31,10 +31,12 @@ def tokenize(  # `codec tokenize`: cli.py registers it on the main app
     device: Device = "cpu",
 ) -> None:
     """Turn a speech corpus into token shards for the language models (resumable: rerun to continue)."""
+    from codec.devices import apply_threads
     from slm.tokenize import find_sources, tokenize as run_tokenize
 
     if continuous and n_q is not None:
         raise CodecError("--n-q does not apply to --continuous: latents are taken before quantization.")
+    apply_threads()
     spec = load_model(model, device).model.config.token_spec
     n_q = None if continuous else levels_for(spec, None, n_q)
     sources = find_sources(data, out, str(data_dir) if data_dir else None)
@@ -92,7 +94,7 @@ def slm_generate(
     """Continue spoken prompts with a token LM or a latent LM; writes prompt + continuation as audio.
     For a latent LM the temperature scales the flow head's initial noise."""
     from codec.audio.io import write_audio
-    from codec.devices import parse_device
+    from codec.devices import apply_threads, parse_device
     from codec.files import check_writable
     from codec.jobs import plan_outputs
     from slm.generate import continue_prompts, load_codec_for, load_lm
@@ -103,6 +105,7 @@ def slm_generate(
     for dst in outputs:
         check_writable(dst, force)
     target = parse_device(device)
+    apply_threads()
     lm = load_lm(checkpoint, target)
     try:
         if isinstance(lm, LatentLM):
@@ -171,7 +174,7 @@ def slm_eval(
     """Token LM: held-out bits per token and per second against unigram/bigram models, minimal-pair
     accuracy, continuations. Latent LM: held-out flow loss, continuations side by side with a token LM
     (--compare) and baselines, quality and speed vs the flow head's steps and temperature."""
-    from codec.devices import parse_device
+    from codec.devices import apply_threads, parse_device
     from slm.eval import NgramModel, judge_pairs, lm_bits, read_pairs, write_report
     from slm.generate import load_codec_for, load_lm
     from slm.latent_model import LatentLM
@@ -181,6 +184,7 @@ def slm_eval(
     if (out / "results.json").exists() and not force:
         raise CodecError(f"{out} already holds results; pass --force to overwrite them.")
     target = parse_device(device)
+    apply_threads()
     lm = load_lm(checkpoint, target)
     if isinstance(lm, LatentLM):
         if pairs:

@@ -59,11 +59,13 @@ def sample(  # `codec sample`: cli.py registers it on the main app
 
     import torch
 
+    from codec.devices import apply_threads
     from codec.files import check_writable
     from slm.visual_generation import GenerationOptions
     from slm.visual_models import load_generator
 
     check_writable(output, force)
+    apply_threads()
     loaded = load_generator(model, tokenizer, device)
     video = loaded.tokenizer.token_spec.modality == "video"
     suffix = output.suffix.lower()
@@ -122,6 +124,7 @@ def lm_eval(
     from rich.progress import Progress
 
     from codec.cli_support import stderr
+    from codec.devices import apply_threads
     from codec.eval.digit_classifier import load_digit_classifier
     from slm.visual_eval import evaluate_generators, sweepable, write_generation_report
     from slm.visual_generation import GenerationOptions
@@ -135,6 +138,7 @@ def lm_eval(
         raise CodecError(f"--sweep-steps must be comma-separated integers, got {sweep_steps!r}.") from None
     if any(c < 1 for c in counts):
         raise CodecError("--sweep-steps must be positive.")
+    apply_threads()
     loaded = [(Path(m).name if Path(m).name != "best" else Path(m).parent.name, load_generator(m, None, device))
               for m in model]
     modalities = {g.tokenizer.token_spec.modality for _, g in loaded}

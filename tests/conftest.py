@@ -16,6 +16,7 @@ from codec.audio.presets import tiny
 # Tiny models run fastest, and steadily on a busy machine, on one thread (per-timestep LSTM
 # and small convs pay more for thread synchronisation than they gain).
 torch.set_num_threads(1)
+os.environ.setdefault("CODEC_THREADS", "1")  # CLI tests run in this process: keep one thread
 
 REPO = Path(__file__).resolve().parents[1]
 DEVSPEECH = REPO.parent / "shared" / "data" / "devspeech"

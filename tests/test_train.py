@@ -172,6 +172,30 @@ def test_init_from_starts_a_new_run_from_a_models_weights(tmp_path, speech_folde
         Trainer(load_train_config(tiny_recipe(speech_folder, init_from="no-such-model")), tmp_path / "e")
 
 
+def test_init_modules_and_freeze_train_a_new_decoder_under_a_kept_encoder(tmp_path, speech_folder):
+    source = Trainer(load_train_config(tiny_recipe(speech_folder, steps=2, valid_every=100)), tmp_path / "a")
+    source.fit()
+    start = from_pretrained(tmp_path / "a" / "best")
+    recipe = tiny_recipe(speech_folder, steps=3, valid_every=100, seed=5, init_from=str(tmp_path / "a" / "best"),
+                         init_modules=["encoder", "quantizer"], freeze=["encoder", "quantizer"], adversarial={})
+    recipe["model"]["decoder"] = {"dim": 16, "intermediate_dim": 32, "n_layers": 2}  # an iSTFT decoder instead
+    tuned = Trainer(load_train_config(recipe), tmp_path / "b")
+    initial_decoder = {k: v.clone() for k, v in tuned.model.decoder.state_dict().items()}
+    tuned.fit()
+    for part in ("encoder", "quantizer"):  # taken from the source, then kept
+        for name, value in getattr(tuned.model, part).state_dict().items():
+            assert torch.equal(value, getattr(start, part).state_dict()[name]), (part, name)
+    assert any(not torch.equal(v, initial_decoder[k]) for k, v in tuned.model.decoder.state_dict().items())
+    bad = dict(recipe, freeze=["encoder", "decodr"])
+    with pytest.raises(CodecError, match="no submodule 'decodr'.*encoder, decoder, quantizer"):
+        Trainer(load_train_config(bad), tmp_path / "c")
+    whole = dict(recipe, init_modules=[])  # the whole model must match: the decoders differ
+    with pytest.raises(CodecError, match="not this run's architecture"):
+        Trainer(load_train_config(whole), tmp_path / "d")
+    with pytest.raises(CodecError, match="init_modules needs init_from"):
+        load_train_config(dict(recipe, init_from=""))
+
+
 def test_weight_ema_warms_up(tmp_path, speech_folder):
     """ema = d_t ema + (1 - d_t) w_t with d_t = min(decay, (1 + t) / (10 + t)): the initial
     random weights leave the average within a few steps instead of thousands."""

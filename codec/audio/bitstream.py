@@ -90,14 +90,17 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from codec.errors import CodecError
 from codec.files import atomic_write, check_readable
 
 from .cdc_header import MAX_CODE_BITS, MAX_CODEBOOKS, CdcHeader
+
+if TYPE_CHECKING:  # `codec info` reads and checks a file without torch
+    import torch
 
 MAGIC = b"CDCF"
 VERSION = 2  # what encode_cdc writes
@@ -231,7 +234,7 @@ def encode_cdc(header: CdcHeader, codes: torch.Tensor) -> bytes:
     expected = (header.channels, header.n_q, header.num_frames)
     if tuple(codes.shape) != expected:
         raise ValueError(f"codes shape {tuple(codes.shape)} does not match header {expected}")
-    arr = codes.detach().cpu().to(torch.int64).numpy()
+    arr = codes.detach().cpu().long().numpy()
     sizes = np.array(header.codebook_sizes, dtype=np.int64)[None, :, None]
     if ((arr < 0) | (arr >= sizes)).any():
         raise ValueError("codes exceed their codebook sizes")
@@ -357,8 +360,8 @@ def _truncated(size: int, expected: int, exact: bool = True) -> str:
     return f"is truncated ({size} bytes, but its header implies {'' if exact else 'at least '}{expected})"
 
 
-def _decode(data: bytes, source: str) -> tuple[CdcHeader, torch.Tensor, CdcLayout]:
-    """``decode_cdc``, with the file's layout."""
+def _decode(data: bytes, source: str) -> tuple[CdcHeader, np.ndarray, CdcLayout]:
+    """``decode_cdc``, with the codes as an array and the file's layout."""
     def fail(what: str) -> CodecError:
         return CodecError(f"{source} {what}.")
 
@@ -401,7 +404,7 @@ def _decode(data: bytes, source: str) -> tuple[CdcHeader, torch.Tensor, CdcLayou
                          (header.channels, header.n_q, header.num_frames), header.codebook_bits)
     if (codes >= np.array(header.codebook_sizes, dtype=np.int64)[None, :, None]).any():
         raise fail("is invalid (a code exceeds its codebook size)")
-    return header, torch.from_numpy(codes), CdcLayout(version, start, payload_len, _SCALE.itemsize * len(scales))
+    return header, codes, CdcLayout(version, start, payload_len, _SCALE.itemsize * len(scales))
 
 
 def decode_cdc(data: bytes, source: str = "The .cdc data") -> tuple[CdcHeader, torch.Tensor]:
@@ -409,8 +412,10 @@ def decode_cdc(data: bytes, source: str = "The .cdc data") -> tuple[CdcHeader, t
 
     Checks in the order of the module docstring: each one bounds what the next one may cost.
     """
+    import torch
+
     header, codes, _ = _decode(data, source)
-    return header, codes
+    return header, torch.from_numpy(codes)
 
 
 def write_cdc(path: str | os.PathLike, header: CdcHeader, codes: torch.Tensor,

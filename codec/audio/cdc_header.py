@@ -20,14 +20,17 @@ from __future__ import annotations
 import math
 import reprlib
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from codec.errors import CodecError
-from codec.tokens import TokenSpec
+from codec.token_spec import TokenSpec
 
-from .compress import EncodedAudio
 from .segments import SegmentGrid
+
+if TYPE_CHECKING:  # reading a header needs neither torch nor the model (compress.py): `codec info` stays fast
+    import torch
+
+    from .compress import EncodedAudio
 
 MAX_CHANNELS = 64
 MAX_CODEBOOKS = 1024
@@ -116,6 +119,10 @@ class CdcHeader:
 
     def encoded(self, codes: torch.Tensor) -> EncodedAudio:
         """This header's codes [C, Q, F] as coded audio, ready to decode."""
+        import torch
+
+        from .compress import EncodedAudio
+
         scales = torch.tensor(self.scales).view(self.channels, -1) if self.normalized else None
         return EncodedAudio(codes, self.token_spec, self.sample_rate, self.original_sample_rate, self.num_samples,
                             self.grid, scales)

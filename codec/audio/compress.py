@@ -242,6 +242,9 @@ def _decode_model_rate(model: AudioCodec, encoded: EncodedAudio, chunk_seconds: 
         with model.streaming(codes.shape[0]):
             for i in range(0, codes.shape[-1], frames):
                 yield model.decode_step(codes[..., i : i + frames])
+            tail = model.decode_flush()  # what an iSTFT decoder held back; nothing for SEANet
+            if tail.shape[-1]:
+                yield tail
     else:
         yield model.decode(codes)
 

@@ -91,9 +91,11 @@ class StreamableConv1d(StreamingModule[_ConvState]):
         causal: bool = False,
         norm: Norm = "none",
         pad_mode: PadMode = "constant",
+        groups: int = 1,
     ) -> None:
         super().__init__()
-        self.conv = _normed(nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation), norm)
+        self.conv = _normed(nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation,
+                                      groups=groups), norm)
         self.norm = _output_norm(out_channels, norm)
         self.causal, self.pad_mode = causal, pad_mode
         self.stride = stride

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..quantization import QuantizerConfig, QuantizerOutput, build_quantizer
 from ..tokens import Tokenizer, TokenSpec
+from .istft_decoder import ISTFTDecoder, ISTFTDecoderConfig
 from .seanet import SEANetConfig, SEANetDecoder, SEANetEncoder
 from ..streaming import StreamingModule, streaming
 
@@ -27,6 +28,7 @@ class AudioCodecConfig:
     segment_seconds: float | None = None  # independent segments of this length (EnCodec 48 kHz: 1 s)
     segment_overlap: float = 0.01  # fraction of a segment cross-faded with the next one (< 0.5)
     normalize: bool = False  # code each segment divided by its RMS; the scale is stored with the codes
+    decoder: ISTFTDecoderConfig | None = None  # a Vocos-style iSTFT decoder instead of SEANet's (mono only)
 
     def __post_init__(self) -> None:
         if self.sample_rate < 1:
@@ -37,6 +39,8 @@ class AudioCodecConfig:
             raise ValueError(f"segment_overlap must be in [0, 0.5), got {self.segment_overlap}")
         if (self.normalize or self.segment_seconds is not None) and self.seanet.causal:
             raise ValueError("segment_seconds and normalize are for non-causal models (causal ones stream)")
+        if self.decoder is not None and self.seanet.channels != 1:
+            raise ValueError("the iSTFT decoder is for mono models (seanet.channels = 1)")
 
     @property
     def hop_length(self) -> int:
@@ -76,7 +80,8 @@ class AudioCodec(Tokenizer, StreamingModule[_CodecStreamState]):
         super().__init__()
         self.config = config
         self.encoder = SEANetEncoder(config.seanet)
-        self.decoder = SEANetDecoder(config.seanet)
+        self.decoder = (SEANetDecoder(config.seanet) if config.decoder is None
+                        else ISTFTDecoder(config.seanet.dimension, config.hop_length, config.decoder))
         self.quantizer = build_quantizer(config.seanet.dimension, config.quantizer)
         self.n_q = self.quantizer.n_q
 
@@ -181,6 +186,17 @@ class AudioCodec(Tokenizer, StreamingModule[_CodecStreamState]):
         return self.encode_step(torch.zeros(state.batch_size, self.channels, missing, device=device, dtype=dtype), n_q)
 
     def decode_step(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes [B, Q, f] -> audio [B, C, f * hop] continuing the stream."""
+        """Codes [B, Q, f] -> the audio [B, C, n] these frames complete, continuing the stream:
+        n = f * hop with a SEANet decoder; an iSTFT decoder holds back the last hop of each call
+        (it needs the next frame), which the next call or ``decode_flush`` returns."""
         self._stream_state()
         return self.decoder(self.dequantize(codes))
+
+    def decode_flush(self) -> torch.Tensor:
+        """The audio [B, C, n] still held back when the stream ends (n = 0 for a SEANet decoder):
+        decode_step outputs followed by this equal offline ``decode``."""
+        state = self._stream_state()
+        if isinstance(self.decoder, ISTFTDecoder):
+            return self.decoder.flush()
+        device, dtype = self._device_dtype()
+        return torch.zeros(state.batch_size, self.channels, 0, device=device, dtype=dtype)

@@ -14,10 +14,12 @@ overlaps. Memory is bounded by the segment length, and the grid depends only on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the grid alone needs no torch (a .cdc header holds one)
+    import torch
 
-from .model import AudioCodec
+    from .model import AudioCodec
 
 NORMALIZE_EPS = 1e-8  # added to each segment's RMS (EnCodec's value)
 

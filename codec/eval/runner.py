@@ -1,7 +1,8 @@
 """Run every system on every clip: code, remove the delay, score; aggregate with 95% CIs.
 
-Coding runs in this process (neural models use torch's threads); scoring, which is
-single-threaded C and numpy code (PESQ, STOI, the recogniser), is spread over ``workers`` processes.
+Coding runs in this process (neural models use torch's threads, see ``devices.choose_threads``);
+scoring, which is single-threaded C and numpy code (PESQ, STOI, the recogniser), is spread over
+``workers`` processes of one thread each.
 
 Word error rate ("wer"): pocketsphinx (English) transcribes every coded clip and the original. The
 reference is the clip's transcript (a manifest's "text", else a .txt file next to the audio) when it
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from ..audio.io import Audio, read_audio, to_channels
+from ..devices import apply_threads
 from ..errors import CodecError
 from ..files import read_manifest
 from .alignment import align
@@ -124,6 +126,7 @@ def evaluate(systems: list[CodecSystem], clips: list[Clip], workers: int = 1, ex
     executor: Executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                               initializer=torch.set_num_threads, initargs=(1,))
                           if workers > 1 else _InlineExecutor())
+    apply_threads(processes=1 + workers if workers > 1 else 1)  # coding shares the CPUs with the scorers
     with executor:
         for index, clip in enumerate(clips):
             try:

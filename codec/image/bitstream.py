@@ -35,12 +35,16 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from ..audio.bitstream import MAGIC, pack_codes, unpack_codes
 from ..errors import CodecError
 from ..files import atomic_write, check_readable
+
+if TYPE_CHECKING:  # telling the versions apart (`codec info`) needs no torch
+    import torch
 
 VERSION = 3
 VIDEO, RESIZED = 1, 2
@@ -129,7 +133,7 @@ def encode_visual_cdc(header: VisualHeader, codes: torch.Tensor) -> bytes:
     header.validate()
     if tuple(codes.shape) != header.codes_shape:
         raise ValueError(f"codes shape {tuple(codes.shape)} does not match the header's {header.codes_shape}")
-    flat = codes.detach().cpu().to(torch.int64).reshape(header.n_q, -1).numpy()  # [Q, positions]
+    flat = codes.detach().cpu().long().reshape(header.n_q, -1).numpy()  # [Q, positions]
     if ((flat < 0) | (flat >= np.array(header.codebook_sizes)[:, None])).any():
         raise ValueError("codes exceed their codebook sizes")
     fixed = _FIXED.pack(MAGIC, VERSION, VIDEO * header.video | RESIZED * header.resized, header.channels,
@@ -188,6 +192,8 @@ def decode_visual_cdc(data: bytes, source: str = "The .cdc data") -> tuple[Visua
     flat = unpack_codes(memoryview(data)[offset:end], (1, n_q, header.positions), header.code_bits)[0]
     if (flat >= np.array(sizes)[:, None]).any():
         raise fail("is invalid (a code exceeds its codebook size)")
+    import torch
+
     return header, torch.from_numpy(flat).reshape(header.codes_shape)
 
 

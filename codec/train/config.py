@@ -61,6 +61,8 @@ class TrainConfig:
     bf16: bool = True  # autocast on CUDA
     device: str = "auto"  # auto, cpu, cuda
     init_from: str = ""  # fine-tuning: a model folder (or bundled codec name) whose weights start a new run
+    init_modules: tuple[str, ...] = ()  # with init_from: take only these submodules (e.g. [encoder, quantizer])
+    freeze: tuple[str, ...] = ()  # submodules whose weights stay fixed (e.g. a pretrained encoder)
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "log_every", "valid_every", "checkpoint_every", "keep_checkpoints",
@@ -70,6 +72,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.init_modules and not self.init_from:
+            raise ValueError("init_modules needs init_from (the model to take them from)")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

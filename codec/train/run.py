@@ -10,8 +10,10 @@ The end of a run says where its best model and last checkpoint are and how to go
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
+from ..devices import apply_threads
 from ..errors import CodecError
 from .checkpoints import has_checkpoints, latest_checkpoint
 from .config import TrainConfig, load_train_config, read_recipe
@@ -65,6 +67,7 @@ def run_training(recipe: Path, run_dir: Path | None = None, overrides: list[str]
     """Train from a recipe (or resume), returning the last validation metrics."""
     run_dir = run_dir or default_run_dir(recipe)
     config = resolve_config(recipe, run_dir, list(overrides), data_dir, resume)
+    apply_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: the processes of this machine
     try:
         trainer = Trainer(config, run_dir, resume=resume)
         results = trainer.fit()

@@ -65,7 +65,9 @@ class Trainer:
             raise CodecError(f"Task {self.task.name!r} built a {type(self.model).__name__}, which is not a model type "
                              "of codec.checkpoint.MODEL_TYPES.")
         if config.init_from and not resume:
-            self._init_weights(config.init_from)
+            self._init_weights(config.init_from, config.init_modules)
+        for name in config.freeze:
+            self._submodule(name).requires_grad_(False)  # no gradients: the optimizer leaves them as they are
         self.objective = self.task.build_objective(config, self.model, self.env)
         params = list(self.model.parameters()) + list(self.objective.trainable_parameters())
         self.optimizer, self.scheduler = build_optimizer(params, config.optim, config.steps)
@@ -84,6 +86,10 @@ class Trainer:
                                  f"{config.steps}); to continue it, raise steps, e.g. --resume --set "
                                  f"steps={2 * self.step}.")
         self.train_model = wrap_ddp(self.model, self.env)
+        # frozen modules still run in training mode (e.g. quantizer dropout), but what they would learn
+        # there without gradients (EMA codebooks, dead-code restarts) is undone after every step
+        self._frozen_buffers = [(buffer, buffer.clone()) for name in config.freeze
+                                for buffer in self._submodule(name).buffers()]
         self._stop_requested = False
 
     @property
@@ -94,9 +100,17 @@ class Trainer:
     def step(self, value: int) -> None:
         self.state.progress.step = value
 
-    def _init_weights(self, source: str) -> None:
+    def _submodule(self, name: str) -> nn.Module:
+        try:
+            return self.model.get_submodule(name)
+        except AttributeError:
+            children = ", ".join(n for n, _ in self.model.named_children())
+            raise CodecError(f"This run's model has no submodule {name!r} (it has: {children}).") from None
+
+    def _init_weights(self, source: str, modules: tuple[str, ...] = ()) -> None:
         """Start from the weights of model folder (or bundled codec) ``source``, which must be this
-        run's architecture (fine-tuning)."""
+        run's architecture (fine-tuning); with ``modules``, only those submodules' weights, which
+        must match, are taken (e.g. a pretrained encoder under a new decoder)."""
         folder = Path(source)
         if not folder.is_dir() and self.task.find_model is not None:
             folder = self.task.find_model(source)
@@ -104,8 +118,11 @@ class Trainer:
             raise CodecError(f"init_from {source} is not a model folder.")
         start = load_checkpoint(folder, "cpu", model_type=self.model.model_type)
         try:
-            self.model.load_state_dict(start.state_dict())
-        except RuntimeError as e:
+            if not modules:
+                self.model.load_state_dict(start.state_dict())
+            for name in modules:
+                self._submodule(name).load_state_dict(start.get_submodule(name).state_dict())
+        except (RuntimeError, AttributeError) as e:
             first = " ".join(str(e).split())[:200]
             raise CodecError(f"init_from {source} is not this run's architecture ({first}).") from None
 
@@ -129,6 +146,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.env, self.config.bf16):
             out = self.objective.compute(self.train_model, batch, self.step)
+        for buffer, frozen in self._frozen_buffers:
+            buffer.copy_(frozen)
         if not all_finite(out.losses, self.env):
             return self._skip_step(out.losses)
         self.state.progress.nonfinite_streak = 0
