@@ -46,6 +46,7 @@ from codec.audio.registry import DEFAULT_MODEL, load_tokenizer
 from codec.eval.metrics import pesq_wb
 
 REPO = Path(__file__).resolve().parents[1]
+PREVIOUS_DEFAULT = "devspeech_16khz"  # the first bundled default model (SEANet decoder)
 SAMPLES = sorted((REPO / "samples").glob("*.flac"))
 
 
@@ -62,16 +63,16 @@ class SuiteConfig:
     train_steps: int = 5
     train_batch: int = 16
     train_crop_seconds: float = 0.5
-    recipe: Path = REPO / "recipes" / "devspeech" / "codec16k.yaml"
+    recipe: Path = REPO / "recipes" / "devspeech" / "codec16k_v2.yaml"  # the default model's last stage
     data_dir: Path | None = REPO.parent / "shared" / "data" / "devspeech"
-    train_overrides: tuple[str, ...] = ()
+    train_overrides: tuple[str, ...] = ("init_from=",)  # random weights: the speed is the same
     tiny_references: bool = False  # scaled-down EnCodec / DAC (same structure) for a quick run
     compile: bool = False
 
 
 QUICK = SuiteConfig(seconds=1.0, encodec_seconds=0.5, dac_seconds=0.5, repeats=1, threads=(1,), stream_seconds=0.2,
                     batch_clips=2, batch_seconds=0.5, train_steps=1, train_batch=2, train_crop_seconds=0.1, data_dir=REPO / "samples",
-                    train_overrides=("data.corpus=folder", "data.valid_clips=1", "model.seanet.n_filters=2",
+                    train_overrides=("init_from=", "data.corpus=folder", "data.valid_clips=1", "model.seanet.n_filters=2",
                                      "model.seanet.lstm_layers=0", "model.quantizer.n_q=2"),
                     tiny_references=True)
 
@@ -221,6 +222,10 @@ def architectures(config: SuiteConfig, device: torch.device) -> list[Architectur
     x = _speech(base.sample_rate, config.seconds, device)
     found.append(Architecture(f"default ({DEFAULT_MODEL})", base.sample_rate, config.seconds, coders,
                               [_equality("default", coders[0], coders[1], x)]))
+    if DEFAULT_MODEL != PREVIOUS_DEFAULT:  # the speed the new default must keep
+        previous = prepare_for_inference(load_tokenizer(PREVIOUS_DEFAULT, device))
+        found.append(Architecture(f"previous default ({PREVIOUS_DEFAULT})", previous.sample_rate, config.seconds,
+                                  [ours(previous, "ours, prepared")], []))
 
     encodec_ref, n_q = _encodec_reference(config.tiny_references)
     encodec_ref.to(device)

@@ -59,11 +59,15 @@ class _LoadedModel:
 
 @functools.lru_cache(maxsize=4)
 def load_model(spec: Optional[str], device: str) -> _LoadedModel:
-    from codec.audio import model_fingerprint
+    from codec.audio import AudioCodec, model_fingerprint
+    from codec.audio.inference import prepare_for_inference
     from codec.audio.registry import DEFAULT_MODEL, load_tokenizer
     from codec.devices import parse_device
 
     model = load_tokenizer(spec, parse_device(device))
+    fingerprint = model_fingerprint(model)
+    if isinstance(model, AudioCodec):  # weight norm folded once: the same codes and (to rounding) audio, faster
+        prepare_for_inference(model)
     name = spec or DEFAULT_MODEL
     path = Path(name).expanduser()
     if path.exists():  # files record the model's name, not where it lies on this machine
@@ -71,8 +75,8 @@ def load_model(spec: Optional[str], device: str) -> _LoadedModel:
 
         path = path.resolve()
         entry = entry_for_file(path) if path.is_file() else None
-        return _LoadedModel(model, entry.name if entry else path.name, path, model_fingerprint(model))
-    return _LoadedModel(model, name, None, model_fingerprint(model))
+        return _LoadedModel(model, entry.name if entry else path.name, path, fingerprint)
+    return _LoadedModel(model, name, None, fingerprint)
 
 
 Force = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]

@@ -3,7 +3,8 @@
 The held-back (validation) clips are chosen deterministically from the recipe's data settings,
 so this needs only the recipe and the corpus, not a training run. Each line is
 {"path": absolute path, "kind": group}; with devspeech the group is its manifest's "kind"
-(real / tts), so `codec eval` reports real and synthetic speech apart.
+(real / tts), so `codec eval` reports real and synthetic speech apart, and "text" is the clip's
+transcript where devspeech has one (`--metric wer` then scores against it).
 
     python scripts/heldout_manifest.py recipes/devspeech/codec16k.yaml \
         --data-dir ../shared/data/devspeech -o build/heldout.jsonl
@@ -23,14 +24,17 @@ from codec.errors import CodecError
 from codec.train import load_train_config, read_recipe
 
 
-def devspeech_kinds(root: Path) -> dict[str, str]:
-    """Recording id (path without suffix) -> "real" / "tts" from devspeech's manifest.jsonl."""
-    kinds = {}
+def devspeech_entries(root: Path) -> dict[str, dict[str, str]]:
+    """Recording id (path without suffix) -> {"kind": "real" / "tts"[, "text": transcript]} from
+    devspeech's manifest.jsonl."""
+    entries = {}
     for line in (root / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
         if line.strip():
             entry = json.loads(line)
-            kinds[str(Path(entry["path"]).with_suffix("").as_posix())] = str(entry.get("kind", "all"))
-    return kinds
+            text = str(entry.get("text") or "").strip()
+            entries[str(Path(entry["path"]).with_suffix("").as_posix())] = {
+                "kind": str(entry.get("kind", "all")), **({"text": text} if text else {})}
+    return entries
 
 
 def main() -> None:
@@ -45,9 +49,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             _, valid = prepare_manifests(data, Path(tmp))
         root = Path(data.data_dir).resolve()
-        kinds = devspeech_kinds(root) if data.corpus == "devspeech" else {}
+        entries = devspeech_entries(root) if data.corpus == "devspeech" else {}
         lines = [json.dumps({"path": str(Path(cut.recording.sources[0].source).resolve()),
-                             "kind": kinds.get(cut.recording_id, "all")}) for cut in valid]
+                             **entries.get(cut.recording_id, {"kind": "all"})}) for cut in valid]
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(args.output, args.force) as tmp_file:
             tmp_file.write_text("\n".join(lines) + "\n")

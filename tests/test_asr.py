@@ -11,6 +11,8 @@ from codec.audio.io import read_audio
 from codec.errors import CodecError
 from codec.eval.asr import Recognizer, word_error_rate, word_errors
 
+from .conftest import DEVSPEECH
+
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 TEXTS = {"arctic_awb_a0007": "And you always want to see it in the superlative degree.",
          "arctic_slt_a0009": "He turned sharply, and faced Gregson across the table.",
@@ -44,3 +46,19 @@ def test_a_vocabulary_restricts_what_is_heard():
     assert word_errors(TEXTS["librivox_sense_0880"], heard)[0] <= 2
     with pytest.raises(CodecError, match="dictionary"):
         Recognizer(Counter({"qzxv": 1}))
+
+
+@pytest.mark.skipif(not (DEVSPEECH / "manifest.jsonl").is_file(), reason="shared devspeech data not present")
+def test_a_transcript_does_not_depend_on_the_clips_heard_before():
+    """pocketsphinx adapts from one utterance to the next: without a fresh decoder per utterance the
+    two espeak clips came out differently when these 12 clips were recognised in reverse order."""
+    names = ["real/asterisk_en/vm-tooshort", "real/librivox/sense_and_sensibility_01_austen_64kb-0930",
+             *(f"tts/espeak_en-gb/espeak_en-gb_{i:03d}" for i in (5, 11, 25)),
+             *(f"tts/espeak_en-us+f3/espeak_en-us+f3_{i:03d}" for i in (3, 6, 11, 17, 22)),
+             *(f"tts/espeak_en-us/espeak_en-us_{i:03d}" for i in (15, 23))]
+    clips = [read_audio(DEVSPEECH / f"{name}.flac") for name in names]
+    asr = Recognizer()
+    forward = [asr.transcribe(c.samples, c.sample_rate) for c in clips]
+    asr = Recognizer()
+    backward = [asr.transcribe(c.samples, c.sample_rate) for c in reversed(clips)][::-1]
+    assert forward == backward and sum(bool(t) for t in forward) >= 10

@@ -95,7 +95,7 @@ def test_reduced_precision_changes_output_by_a_bounded_amount(precision, min_snr
     assert reduced_audio.dtype == torch.float32 and not torch.equal(reduced_audio, audio)
     assert snr_db(audio, reduced_audio) > min_snr_db
     with reduced.streaming(1):  # the streaming state follows the reduced precision
-        streamed = torch.cat([reduced.decode_step(c) for c in codes.split(9, dim=-1)], dim=-1)
+        streamed = torch.cat([reduced.decode_step(c) for c in codes.split(9, dim=-1)] + [reduced.decode_flush()], dim=-1)
     assert snr_db(audio, streamed) > min_snr_db
 
 
@@ -135,6 +135,7 @@ def test_benchmark_suite_quick(tmp_path):
     assert len(results["checks"]) == 5 and all("codes equal True" in c for c in results["checks"])
     compared = [r for r in rows if r["vs_reference"]]
     assert {r["model"] for r in compared} == {"EnCodec 24 kHz, 6 kbps", "DAC 16 kHz"}
+    assert [r["variant"] for r in rows if r["model"].startswith("previous default")] == ["ours, prepared"]
     for row in compared:
         values = row["values"]
         reference = next(r for r in rows if r["model"] == row["model"] and r["variant"].startswith("reference"))
@@ -145,3 +146,12 @@ def test_benchmark_suite_quick(tmp_path):
     assert all(r["peak_mb"] is not None and r["peak_mb"] >= 0 for r in rows)
     table = (tmp_path / "results.md").read_text()
     assert "| benchmark |" in table and "cores" in table
+
+
+def test_the_cli_codes_with_a_folded_model_under_its_checkpoint_fingerprint():
+    from codec.audio import model_fingerprint
+    from codec.cli_support import load_model
+
+    loaded = load_model(None, "cpu")
+    assert _weight_normed(loaded.model) == 0 and not loaded.model.training
+    assert loaded.fingerprint == model_fingerprint(load_tokenizer(DEFAULT_MODEL))

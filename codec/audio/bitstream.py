@@ -40,10 +40,11 @@ Version 2 (binary header; the header fields little-endian)::
 The fingerprint and the name hold at most 255 bytes each (encode_cdc refuses longer ones); text
 is UTF-8 with surrogatepass, so that a folder name from os.fsdecode comes back unchanged.
 
-The bundled default model (one piece, 12 levels of 1024 codes, a 16-hex fingerprint, the
-15-byte name devspeech_16khz) gets a 58-byte header: with the 4-byte CRC, 62 bytes besides the
-codes, against 299-354 (n_q 1-12) in version 1. A 1-second clip at 6 kbps is then 812 bytes,
-8.3% over the nominal bitrate (version 1: 1104 bytes, 47% over).
+The bundled model devspeech_16khz (one piece, 12 levels of 1024 codes, a 16-hex fingerprint, a
+15-byte name) gets a 58-byte header: with the 4-byte CRC, 62 bytes besides the codes, against
+299-354 (n_q 1-12) in version 1. A 1-second clip at 6 kbps is then 812 bytes, 8.3% over the
+nominal bitrate (version 1: 1104 bytes, 47% over); with the default devspeech_16khz_v2 (an
+18-byte name) 815 bytes, 8.7% over.
 
 Version 1 (JSON header; big-endian)::
 

@@ -106,6 +106,13 @@ class StreamableConv1d(StreamingModule[_ConvState]):
         if self.streaming_state is not None:
             return self._step(x, self.streaming_state)
         extra = extra_padding_for_conv1d(x.shape[-1], self.effective_kernel, self.stride, self.padding_total)
+        if self.causal and self.pad_mode == "constant" and extra <= self.padding_total:
+            # the conv zero-pads both sides itself (no padded copy of x; the same sums, to float
+            # rounding), and the outputs that only the right padding beyond ``extra`` made are dropped
+            conv = self.conv
+            y = F.conv1d(x, conv.weight, conv.bias, self.stride, self.padding_total, conv.dilation, conv.groups)
+            n_frames = (x.shape[-1] + self.padding_total + extra - self.effective_kernel) // self.stride + 1
+            return self.norm(y[..., :n_frames])
         if self.causal:
             left, right = self.padding_total, extra
         else:

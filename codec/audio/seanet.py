@@ -91,8 +91,10 @@ class Snake(nn.Module):
         return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
 
 
-def _activation(config: SEANetConfig, channels: int) -> nn.Module:
-    return Snake(channels) if config.activation == "snake" else nn.ELU()
+def _activation(config: SEANetConfig, channels: int, inplace: bool = False) -> nn.Module:
+    """``inplace`` (ELU only) where the input is a fresh tensor nothing else reads, e.g. a sum: saves a
+    full-size allocation per call (ELU is a quarter of the encoder's time)."""
+    return Snake(channels) if config.activation == "snake" else nn.ELU(inplace=inplace)
 
 
 def _conv(config: SEANetConfig, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1) -> StreamableConv1d:
@@ -108,7 +110,7 @@ class ResidualBlock(nn.Module):
         self.block = nn.Sequential(
             _activation(config, dim),
             _conv(config, dim, hidden, config.residual_kernel_size, dilation=dilation),
-            _activation(config, hidden),
+            _activation(config, hidden, inplace=True),  # on the conv's output
             _conv(config, hidden, dim, 1),
         )
         self.shortcut = nn.Identity() if config.true_skip else _conv(config, dim, dim, 1)
@@ -131,7 +133,8 @@ class SEANetEncoder(nn.Module):
         mult = 1
         for ratio in reversed(config.ratios):
             layers += _residual_stack(config, mult * nf)
-            layers += [_activation(config, mult * nf), _conv(config, mult * nf, 2 * mult * nf, 2 * ratio, ratio)]
+            layers += [_activation(config, mult * nf, inplace=True),  # on a residual sum or a conv's output
+                       _conv(config, mult * nf, 2 * mult * nf, 2 * ratio, ratio)]
             mult *= 2
         if config.lstm_layers:
             layers.append(StreamableLSTM(mult * nf, config.lstm_layers))
@@ -151,14 +154,15 @@ class SEANetDecoder(nn.Module):
         layers: list[nn.Module] = [_conv(config, config.dimension, mult * nf, config.kernel_size)]
         if config.lstm_layers:
             layers.append(StreamableLSTM(mult * nf, config.lstm_layers))
-        for ratio in config.ratios:
+        for i, ratio in enumerate(config.ratios):
             up = StreamableConvTranspose1d(mult * nf, mult * nf // 2, 2 * ratio, ratio, config.causal, config.norm,
                                            config.convtr_trim)
-            layers += [_activation(config, mult * nf), up]
+            # in place after a residual sum or a transposed conv's output, not on the LSTM's
+            layers += [_activation(config, mult * nf, inplace=i > 0), up]
             layers += _residual_stack(config, mult * nf // 2)
             mult //= 2
         last_kernel = config.decoder_last_kernel_size or config.last_kernel_size
-        layers += [_activation(config, nf), _conv(config, nf, config.channels, last_kernel)]
+        layers += [_activation(config, nf, inplace=bool(config.ratios)), _conv(config, nf, config.channels, last_kernel)]
         if config.final_activation == "tanh":
             layers.append(nn.Tanh())  # pointwise and parameter-free: streaming and state keys unchanged
         self.model = nn.Sequential(*layers)

@@ -50,7 +50,9 @@ def word_error_rate(pairs: list[tuple[str, str]]) -> float:
 
 
 class Recognizer:
-    """pocketsphinx over 16 kHz mono audio."""
+    """pocketsphinx over 16 kHz mono audio. Each utterance starts from a freshly initialised decoder
+    (~0.3 s): pocketsphinx otherwise carries adaptation state from one utterance to the next, and a
+    clip's transcript would depend on the clips recognised before it."""
 
     def __init__(self, vocabulary: Counter[str] | None = None) -> None:
         try:
@@ -64,10 +66,10 @@ class Recognizer:
         known = {w: n for w, n in vocabulary.items() if probe.lookup_word(w)}
         if not known:
             raise CodecError("None of the vocabulary's words is in the recogniser's pronunciation dictionary.")
-        with tempfile.TemporaryDirectory() as tmp:
-            arpa = Path(tmp) / "words.arpa"
-            arpa.write_text(_unigram_arpa(known))
-            self.decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", lm=str(arpa))
+        self._lm_dir = tempfile.TemporaryDirectory()  # read again at every reinit; removed with this object
+        arpa = Path(self._lm_dir.name) / "words.arpa"
+        arpa.write_text(_unigram_arpa(known))
+        self.decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", lm=str(arpa))
 
     def transcribe(self, samples: torch.Tensor, sample_rate: int) -> str:
         """Words heard in ``samples`` [C, T] (or [T]) at ``sample_rate``."""
@@ -76,6 +78,7 @@ class Recognizer:
         mono = samples.reshape(-1, samples.shape[-1]).float().mean(0, keepdim=True)
         mono = resample(mono, sample_rate, SAMPLE_RATE)[0]
         pcm = (mono.clamp(-1, 1) * 32767).round().to(torch.int16).numpy().tobytes()
+        self.decoder.reinit()
         self.decoder.start_utt()
         self.decoder.process_raw(pcm, full_utt=True)
         self.decoder.end_utt()
