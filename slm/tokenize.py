@@ -118,8 +118,7 @@ def _tokenize_shard(number: int, groups: list[list[Source]], out: Path, model: s
     from codec.audio.compress import encode_audio
     from codec.audio.io import read_audio
 
-    torch.set_num_threads(1)
-    codec = _codec(model, device)
+    codec = _codec(model, device)  # on the threads the CLI or run_jobs chose (codec.devices.apply_threads)
     items = []
     for source in groups[number]:
         try:
