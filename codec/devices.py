@@ -42,8 +42,9 @@ def parse_device(name: str, use_cpu: str = "--device cpu") -> torch.device:
     return device
 
 
-def choose_threads(requested: int | None = None, processes: int = 1) -> int:
-    """Torch threads for one of ``processes`` processes that share this machine's CPUs.
+def choose_threads(requested: int | None = None, processes: int | None = None) -> int:
+    """Torch threads for one of ``processes`` processes that share this machine's CPUs (None: the
+    torchrun ranks on this machine, $LOCAL_WORLD_SIZE, else 1).
 
     A count the user gave wins: ``requested`` (--threads), else $CODEC_THREADS. Otherwise: the CPUs
     this process may run on, less the 1-minute load average, shared among ``processes``, at least 1.
@@ -59,6 +60,8 @@ def choose_threads(requested: int | None = None, processes: int = 1) -> int:
         busy = round(os.getloadavg()[0])
     except (AttributeError, OSError):  # no load average on this system
         busy = 0
+    if processes is None:
+        processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     threads = max(1, (cpus - busy) // max(1, processes))
     log.debug("%d torch threads: %d CPUs, load %d, %d process(es)", threads, cpus, busy, processes)
     return threads
@@ -75,7 +78,7 @@ def _thread_count(value: int | str, name: str) -> int:
     return count
 
 
-def apply_threads(requested: int | None = None, processes: int = 1) -> int:
+def apply_threads(requested: int | None = None, processes: int | None = None) -> int:
     """Give torch ``choose_threads(requested, processes)`` intra-op threads (and as many inter-op
     threads, which torch allows only before its first parallel work); returns the count."""
     import torch

@@ -36,7 +36,7 @@ def tokenize(  # `codec tokenize`: cli.py registers it on the main app
 
     if continuous and n_q is not None:
         raise CodecError("--n-q does not apply to --continuous: latents are taken before quantization.")
-    apply_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: this machine's ranks
+    apply_threads()  # under torchrun, this machine's ranks share its CPUs
     spec = load_model(model, device).model.config.token_spec
     n_q = None if continuous else levels_for(spec, None, n_q)
     sources = find_sources(data, out, str(data_dir) if data_dir else None)

@@ -49,6 +49,13 @@ def test_the_load_and_other_processes_reduce_the_count(machine):
     assert choose_threads() == 1
 
 
+def test_torchrun_ranks_on_one_machine_share_its_cpus(machine, monkeypatch):
+    machine(1.4)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert choose_threads() == 3  # 7 idle CPUs, 2 ranks
+    assert choose_threads(processes=1) == 7
+
+
 def test_without_affinity_or_load_average_all_cpus_are_used(machine, monkeypatch):
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)

@@ -10,7 +10,6 @@ The end of a run says where its best model and last checkpoint are and how to go
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 from ..devices import apply_threads
@@ -67,7 +66,7 @@ def run_training(recipe: Path, run_dir: Path | None = None, overrides: list[str]
     """Train from a recipe (or resume), returning the last validation metrics."""
     run_dir = run_dir or default_run_dir(recipe)
     config = resolve_config(recipe, run_dir, list(overrides), data_dir, resume)
-    apply_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: the processes of this machine
+    apply_threads()  # under torchrun, this machine's ranks share its CPUs
     try:
         trainer = Trainer(config, run_dir, resume=resume)
         results = trainer.fit()
