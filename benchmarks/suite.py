@@ -63,16 +63,18 @@ class SuiteConfig:
     train_steps: int = 5
     train_batch: int = 16
     train_crop_seconds: float = 0.5
-    recipe: Path = REPO / "recipes" / "devspeech" / "codec16k_v2.yaml"  # the default model's last stage
+    recipe: Path = REPO / "recipes" / "devspeech" / "codec16k_v3.yaml"  # the default model's last stage
     data_dir: Path | None = REPO.parent / "shared" / "data" / "devspeech"
-    train_overrides: tuple[str, ...] = ("init_from=",)  # random weights: the speed is the same
+    train_overrides: tuple[str, ...] = ("init_from=", "data.extra_train_dirs=[]")  # random weights, dev speech
+    #   only: the step costs the same
     tiny_references: bool = False  # scaled-down EnCodec / DAC (same structure) for a quick run
     compile: bool = False
 
 
 QUICK = SuiteConfig(seconds=1.0, encodec_seconds=0.5, dac_seconds=0.5, repeats=1, threads=(1,), stream_seconds=0.2,
                     batch_clips=2, batch_seconds=0.5, train_steps=1, train_batch=2, train_crop_seconds=0.1, data_dir=REPO / "samples",
-                    train_overrides=("init_from=", "data.corpus=folder", "data.valid_clips=1", "model.seanet.n_filters=2",
+                    train_overrides=("init_from=", "data.extra_train_dirs=[]", "data.corpus=folder", "data.valid_clips=1",
+                                     "model.seanet.n_filters=2",
                                      "model.seanet.lstm_layers=0", "model.quantizer.n_q=2"),
                     tiny_references=True)
 

@@ -133,6 +133,34 @@ def test_manifest_cache_edge_cases(tmp_path: Path, pieces: list[np.ndarray]) -> 
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+def test_extra_training_folders(tmp_path: Path, pieces: list[np.ndarray], monkeypatch) -> None:
+    tree = corpora.librispeech(tmp_path / "data", pieces)
+    config = config_for("librispeech", tree, valid_clips=1)
+    base_train, base_valid = prepare_manifests(config, tmp_path / "m0")
+    put(tmp_path / "tts" / "voice_a" / "u1.wav", pieces[6], 16000)
+    (tmp_path / "tts" / "voice_a" / "u1.txt").write_text("some words\n")
+    put(tmp_path / "tts" / "voice_b" / "u1.wav", pieces[7], 16000)
+    put(tmp_path / "tts" / "short.wav", pieces[8][:1600], 16000)
+    valid_file = Path(base_valid[0].recording.sources[0].source)
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "valid_again.flac").symlink_to(valid_file)  # a validation clip: never trained on
+    monkeypatch.chdir(tmp_path)  # relative folders are taken from the current folder
+    extra = replace(config, extra_train_dirs=("tts", str(tmp_path / "more")), min_seconds=0.5)
+    train, valid = prepare_manifests(extra, tmp_path / "m1")
+    assert [c.id for c in valid] == [c.id for c in base_valid]  # validation stays the corpus' own
+    assert [c.id for c in train] == sorted([c.id for c in base_train] + ["extra0/voice_a/u1.wav", "extra0/voice_b/u1.wav"])
+    added = {c.id: c for c in train}
+    assert added["extra0/voice_a/u1.wav"].supervisions[0].text == "some words"
+    assert added["extra0/voice_b/u1.wav"].supervisions[0].speaker == "voice_b"
+    # the extra folders key the cache: without them the corpus alone comes back
+    assert [c.id for c in prepare_manifests(config, tmp_path / "m1")[0]] == [c.id for c in base_train]
+    with pytest.raises(CodecError, match=r"^Extra training folder '.*nowhere' \(data\.extra_train_dirs\) does not exist\.$"):
+        prepare_manifests(replace(config, extra_train_dirs=("nowhere",)), tmp_path / "m2")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CodecError, match=r"^Extra training folder '.*empty' has no audio clips \(data\.extra_train_dirs\)\.$"):
+        prepare_manifests(replace(config, extra_train_dirs=("empty",)), tmp_path / "m3")
+
+
 def test_librispeech_subsets_and_min_seconds(tmp_path: Path, pieces: list[np.ndarray]) -> None:
     tree = corpora.librispeech(tmp_path / "data", pieces)
     config = config_for("librispeech", tree, subsets=("dev-clean",), valid_clips=1)
@@ -231,7 +259,8 @@ def test_config_validation_and_round_trip() -> None:
                          ({"subsets": ("",)}, "subsets"), ({"num_workers": -1}, "num_workers"),
                          ({"subsets": ("train",)}, "subsets apply only to"),
                          ({"language": "en"}, "language applies only to"),
-                         ({"speed_factors": (0.9, 3.0)}, "speed_factors")]:
+                         ({"speed_factors": (0.9, 3.0)}, "speed_factors"),
+                         ({"extra_train_dirs": ("",)}, "extra_train_dirs")]:
         with pytest.raises(ValueError, match=message):
             DataConfig(**{"corpus": "folder", **bad})
 

@@ -16,6 +16,8 @@ from codec.losses.spectral import (
     MelLossConfig,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
+    PhaseLoss,
+    PhaseLossConfig,
     SISDRLoss,
     STFTLossConfig,
     mel_distance,
@@ -133,6 +135,7 @@ def all_losses() -> dict[str, torch.nn.Module]:
         "mel": MultiScaleMelLoss(SR, MelLossConfig(l2_weight=1.0, mag_weight=1.0)),
         "stft": MultiResolutionSTFTLoss(STFTLossConfig(mag_weight=1.0)),
         "l1": time_l1_loss,
+        "phase": PhaseLoss(),
     }
 
 
@@ -150,6 +153,24 @@ def test_gradients_reach_pred(clean):
         loss(pred, clean).backward()
         assert pred.grad is not None and torch.isfinite(pred.grad).all(), name
         assert pred.grad.abs().sum() > 0, name
+
+
+def test_phase_loss_sees_phase_only(clean):
+    loss = PhaseLoss()
+    assert float(loss(0.3 * clean, clean)) == pytest.approx(0.0, abs=1e-6)  # gain is not phase
+    # polarity: every bin's phase is off by pi (1 - cos = 2); its differences across bins and frames are not
+    assert float(loss(-clean, clean)) == pytest.approx(2.0, abs=1e-5)
+    # a delay of d samples turns bin k's phase by 2 pi k d / n_fft: more error the longer the delay
+    delayed = [float(loss(torch.roll(clean, d, -1), clean)) for d in (1, 3, 8)]
+    assert 0 < delayed[0] < delayed[1] < delayed[2] < 2, delayed
+    # a prediction that is silent where the target speaks (no phase there) still gives finite gradients
+    pred = clean.clone()
+    pred[..., 2000:6000] = 0
+    pred.requires_grad_(True)
+    loss(pred, clean).backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="0 < hop <= n_fft"):
+        PhaseLossConfig(n_fft=256, hop=512)
 
 
 def test_si_sdr_known_values(clean):

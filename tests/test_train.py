@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from safetensors.torch import load_file, save_file
 from torch import nn
 from typer.testing import CliRunner
@@ -143,13 +144,18 @@ def test_learning_rate_schedules():
 # --- one run, checkpoints, resume -------------------------------------------------------------
 
 def test_training_writes_logs_checkpoints_and_a_usable_model(tmp_path, speech_folder):
-    config = load_train_config(tiny_recipe(speech_folder, balancer=True, ema_decay=0.9, keep_checkpoints=1))
+    recipe = tiny_recipe(speech_folder, balancer=True, ema_decay=0.9, keep_checkpoints=1)
+    recipe["losses"].update(phase_weight=0.5, phase={"n_fft": 128, "hop": 32})
+    config = load_train_config(recipe)
     results = Trainer(config, tmp_path / "run").fit()
     run = tmp_path / "run"
     assert {"mel_distance", "mel_distance_1q", "si_sdr"} <= results.keys() and np.isfinite(results["mel_distance"])
     assert load_train_config(yaml.safe_load((run / "config.yaml").read_text())) == config
     assert [p.name for p in (run / "checkpoints").glob("step_*")] == ["step_00000004"]  # keep 1
-    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    phase = [e.value for e in events.Scalars("train/loss/phase")]  # every enabled loss is logged
+    assert len(phase) == 4 and all(0 < v < 6 for v in phase)
     model = from_pretrained(run / "best")
     assert model.config == config.model
 

@@ -16,8 +16,9 @@ class DataConfig:
     """A corpus and the preparation of its audio.
 
     The corpus layouts are described in ``recipes/<corpus>/README.md``. Fields that change
-    which clips are selected (corpus, data_dir, subsets, language, valid_clips, min_seconds)
-    key the prepared manifests; the others only change how clips are turned into tensors.
+    which clips are selected (corpus, data_dir, subsets, language, valid_clips, min_seconds,
+    extra_train_dirs) key the prepared manifests; the others only change how clips are turned
+    into tensors.
     """
 
     corpus: CorpusName
@@ -31,10 +32,13 @@ class DataConfig:
     gain_db: tuple[float, float] = (-6.0, 6.0)  # random training gain range in dB; (0, 0) = off
     speed_factors: tuple[float, ...] = ()  # training speed perturbation, one factor drawn per crop; () = off
     min_seconds: float = 0.0  # drop clips shorter than this
+    extra_train_dirs: tuple[str, ...] = ()  # more training audio, read like the `folder` corpus (relative to
+    #   the current folder); added to the training clips only, so validation stays the corpus' own
     num_workers: int = 0  # DataLoader worker processes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "subsets", tuple(self.subsets))  # lists from JSON/YAML configs
+        object.__setattr__(self, "extra_train_dirs", tuple(self.extra_train_dirs))
         object.__setattr__(self, "gain_db", tuple(float(g) for g in self.gain_db))
         object.__setattr__(self, "speed_factors", tuple(float(f) for f in self.speed_factors))
         names = get_args(CorpusName)
@@ -43,6 +47,8 @@ class DataConfig:
             (self.corpus in names, f"unknown corpus {self.corpus!r}; expected one of {', '.join(names)}"),
             (all(isinstance(s, str) and s for s in self.subsets),
              f"subsets must be non-empty names, got {self.subsets}"),
+            (all(isinstance(d, str) and d for d in self.extra_train_dirs),
+             f"extra_train_dirs must be non-empty folder paths, got {self.extra_train_dirs}"),
             (not self.subsets or self.corpus in SPLIT_CORPORA,
              f"subsets apply only to {', '.join(SPLIT_CORPORA)}; corpus {self.corpus!r} has none"),
             (not self.language or self.corpus in LANGUAGE_CORPORA,

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from lhotse import Recording
+from lhotse import CutSet, Recording
 from lhotse.audio import AudioSource
 
 from codec.errors import CodecError
@@ -22,14 +22,19 @@ def read_folder(root: Path, config: DataConfig) -> CorpusClips:
     sibling <stem>.txt or <stem>.lab, speaker = the name of the file's folder."""
     if not root.is_dir():
         raise not_like("folder", root)
+    return CorpusClips(train=folder_cuts(root))
+
+
+def folder_cuts(root: Path, id_prefix: str = "") -> CutSet:
+    """``read_folder``'s clips of ``root``; recording id = ``id_prefix`` + the file's path from ``root``."""
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    files = [(p, p.relative_to(root).as_posix()) for p in paths]
+    files = [(p, id_prefix + p.relative_to(root).as_posix()) for p in paths]
     pairs = []
     for (path, _), rec in zip(files, scan_recordings(files)):
         if rec is not None:
             pairs.append((rec, supervision(rec, _transcript(path), path.parent.name)))
-    return CorpusClips(train=make_cuts(pairs))
+    return make_cuts(pairs)
 
 
 def _transcript(audio: Path) -> str | None:

@@ -2,10 +2,11 @@
 
 The cuts are written to ``out_dir/{train,valid}_cuts.jsonl.gz`` together with
 ``out_dir/cuts_key.json``, a hash of everything that decides which clips are selected
-(corpus, resolved data folder, subsets, language, valid_clips, min_seconds). A later call
-with the same key loads the files instead of scanning the corpus again (so files added to
-the corpus later are only seen after deleting the manifests); any other key prepares them anew. Files are replaced atomically, so a crash never leaves a half-written
-manifest. In distributed training, prepare on one rank first; the result is deterministic.
+(corpus, resolved data folder, subsets, language, valid_clips, min_seconds, resolved extra
+training folders). A later call with the same key loads the files instead of scanning the
+corpus again (so files added to the corpus later are only seen after deleting the manifests);
+any other key prepares them anew. Files are replaced atomically, so a crash never leaves a
+half-written manifest. In distributed training, prepare on one rank first; the result is deterministic.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lhotse import CutSet
+from lhotse.cut import Cut
 
 from codec.errors import CodecError
 
 from .clips import LAYOUTS, CorpusClips
 from .config import DataConfig
 from .corpus_readers import read_commonvoice, read_libritts, read_mls, read_vctk
-from .folder_readers import read_devspeech, read_folder
+from .folder_readers import folder_cuts, read_devspeech, read_folder
 from .lhotse_corpora import read_librispeech, read_ljspeech
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ def prepare_manifests(config: DataConfig, out_dir: Path) -> tuple[CutSet, CutSet
     Validation takes ``valid_clips`` clips from the corpus' own dev split where it has one
     (LibriSpeech/LibriTTS dev-clean, Common Voice dev.tsv, MLS dev), else holds them out of
     the training clips; the choice hashes recording ids, so it is deterministic and stable.
-    Train and valid never share a recording. Cuts are sorted by id.
+    Train and valid never share a recording. Cuts are sorted by id. The clips of
+    ``extra_train_dirs`` join the training cuts (ids prefixed ``extra<n>/``), except files that
+    are already among them or among the validation clips.
     """
     root = data_root(config)
     out_dir = Path(out_dir)
@@ -60,6 +64,7 @@ def prepare_manifests(config: DataConfig, out_dir: Path) -> tuple[CutSet, CutSet
         except (ValueError, KeyError, TypeError, OSError) as e:
             log.warning("cached manifests in %s are unusable (%s); preparing them again", out_dir, e)
     train, valid = split_clips(READERS[config.corpus](root, config), config, root)
+    train = with_extra_clips(train, valid, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     key_file.unlink(missing_ok=True)
     _write_atomic(train, paths["train"])
@@ -118,6 +123,40 @@ def split_clips(clips: CorpusClips, config: DataConfig, root: Path) -> tuple[Cut
     return CutSet.from_cuts(sorted(rest, key=lambda c: c.id)), CutSet.from_cuts(sorted(chosen, key=lambda c: c.id))
 
 
+def extra_dirs(config: DataConfig) -> list[Path]:
+    """``config.extra_train_dirs`` as absolute paths; a CodecError names one that is not a folder."""
+    dirs = [Path(d).expanduser().resolve() for d in config.extra_train_dirs]
+    for d in dirs:
+        if not d.is_dir():
+            what = "is not a folder" if d.exists() else "does not exist"
+            raise CodecError(f"Extra training folder '{d}' (data.extra_train_dirs) {what}.")
+    return dirs
+
+
+def with_extra_clips(train: CutSet, valid: CutSet, config: DataConfig) -> CutSet:
+    """``train`` plus the clips of ``config.extra_train_dirs`` of at least ``min_seconds``, sorted
+    by id; a file (resolved path) already in ``train`` or ``valid`` is not added again."""
+    if not config.extra_train_dirs:
+        return train
+    seen = {_source(c) for cuts in (train, valid) for c in cuts}
+    added: list[Cut] = []
+    for n, folder in enumerate(extra_dirs(config)):
+        cuts = [c for c in folder_cuts(folder, f"extra{n}/") if c.duration >= config.min_seconds]
+        if not cuts:
+            raise CodecError(f"Extra training folder '{folder}' has no audio clips"
+                             + (f" of at least {config.min_seconds:g} s" if config.min_seconds > 0 else "")
+                             + " (data.extra_train_dirs).")
+        for cut in cuts:
+            if _source(cut) not in seen:
+                seen.add(_source(cut))
+                added.append(cut)
+    return CutSet.from_cuts(sorted([*train, *added], key=lambda c: c.id))
+
+
+def _source(cut: Cut) -> Path:
+    return Path(cut.recording.sources[0].source).resolve()
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -125,7 +164,8 @@ def _count(n: int, noun: str) -> str:
 def _cache_key(config: DataConfig, root: Path) -> str:
     relevant = {"version": FORMAT_VERSION, "corpus": config.corpus, "data_dir": str(root),
                 "subsets": list(config.subsets), "language": config.language,
-                "valid_clips": config.valid_clips, "min_seconds": config.min_seconds}
+                "valid_clips": config.valid_clips, "min_seconds": config.min_seconds,
+                **({"extra_train_dirs": [str(d) for d in extra_dirs(config)]} if config.extra_train_dirs else {})}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,4 +1,5 @@
-"""Reconstruction losses on waveforms [B, C, T]: multi-scale mel, multi-resolution STFT, time L1, SI-SDR.
+"""Reconstruction losses on waveforms [B, C, T]: multi-scale mel, multi-resolution STFT, STFT phase, time L1,
+SI-SDR.
 
 Every loss folds the audio channels into the batch, compares `pred` with `target` and returns a
 scalar (mean over items), differentiable w.r.t. `pred`. Spectra use a periodic Hann window,
@@ -26,15 +27,17 @@ def _fold(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1])
 
 
-def _magnitude(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
-    """|STFT| of x [N, T] -> [N, n_fft // 2 + 1, frames]; the window may be shorter than n_fft."""
+def _stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
+    """Complex STFT of x [N, T] -> [N, n_fft // 2 + 1, frames]; the window may be shorter than n_fft."""
     if x.shape[-1] <= n_fft // 2:
         raise ValueError(f"signal of {x.shape[-1]} samples is too short for an STFT of size {n_fft}")
-    spec = torch.stft(
-        x, n_fft, hop_length=hop, win_length=window.shape[0], window=window.to(x.dtype),
-        center=True, pad_mode="reflect", return_complex=True,
-    )
-    return spec.abs()
+    return torch.stft(x, n_fft, hop_length=hop, win_length=window.shape[0], window=window.to(x.dtype),
+                      center=True, pad_mode="reflect", return_complex=True)
+
+
+def _magnitude(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
+    """|STFT| of x [N, T] -> [N, n_fft // 2 + 1, frames]."""
+    return _stft(x, n_fft, hop, window).abs()
 
 
 def _log_spec(mag: Tensor, eps: float, power: float) -> Tensor:
@@ -187,6 +190,50 @@ class MultiResolutionSTFTLoss(nn.Module):
                 loss = loss + cfg.log_weight * F.l1_loss(log_p, log_t)
             if cfg.mag_weight:
                 loss = loss + cfg.mag_weight * F.l1_loss(mag_p, mag_t)
+        return loss
+
+
+@dataclass(frozen=True)
+class PhaseLossConfig:
+    """STFT phase loss at one resolution (Hann window of n_fft samples)."""
+
+    n_fft: int = 512
+    hop: int = 128
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hop <= self.n_fft:
+            raise ValueError(f"phase loss needs 0 < hop <= n_fft, got n_fft={self.n_fft}, hop={self.hop}")
+
+
+class PhaseLoss(nn.Module):
+    """How far the STFT phase of pred is from target's, in three views (APNet's instantaneous phase,
+    group delay and instantaneous frequency), each as 1 - cos of the phase error, so wrapping never
+    matters: the phase of each bin, its difference to the next bin, and to the next frame.
+
+    Each view's errors are averaged with weights |P| |T| of the two complex values compared: bins
+    where either signal has no energy have no defined phase and do not count, and the gradient
+    stays bounded (the angle's own gradient grows as 1 / |P|). Gradients reach pred's phase only.
+    Each view lies in [0, 2]; the loss is their sum.
+    """
+
+    def __init__(self, config: PhaseLossConfig = PhaseLossConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        """pred, target [B, C, T] -> scalar loss."""
+        pred, target = _fold(pred, target)
+        p, t = (_stft(x, self.config.n_fft, self.config.hop, self.window) for x in (pred, target))
+        loss = pred.new_zeros(())
+        for view_p, view_t in ((p, t),
+                               (p[:, 1:] * p[:, :-1].conj(), t[:, 1:] * t[:, :-1].conj()),  # across bins
+                               (p[..., 1:] * p[..., :-1].conj(), t[..., 1:] * t[..., :-1].conj())):  # across frames
+            size_p = view_p.abs().detach()
+            weight = size_p * view_t.abs()
+            # |P| |T| cos(phase error), differentiated through P's phase only (magnitudes are the other losses' job)
+            agreement = (view_p / size_p.clamp(min=1e-12) * view_t.conj()).real * size_p
+            loss = loss + (weight - agreement).sum() / weight.sum().clamp(min=1e-12)
         return loss
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 from ..audio.model import AudioCodecConfig
 from ..data import DataConfig
 from ..discriminators import DiscriminatorConfig
-from ..losses.spectral import MelLossConfig, STFTLossConfig
+from ..losses.spectral import MelLossConfig, PhaseLossConfig, STFTLossConfig
 from .config import TrainConfig
 
 
@@ -23,6 +23,8 @@ class ReconstructionLossConfig:
     mel: MelLossConfig = field(default_factory=MelLossConfig)
     stft_weight: float = 0.0
     stft: STFTLossConfig = field(default_factory=STFTLossConfig)
+    phase_weight: float = 0.0
+    phase: PhaseLossConfig = field(default_factory=PhaseLossConfig)
     time_l1_weight: float = 0.0
     sisdr_weight: float = 0.0
 
