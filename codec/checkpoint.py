@@ -51,7 +51,7 @@ MODEL_TYPES = {  # model_type -> "module:class" of the model
 }
 _V1_NAMES = {"n_q": "num_codebooks"}  # keys renamed in format version 2 (inside "quantizer" sections)
 # quantizer keys added after fingerprints were first recorded: left out of the hash at these defaults
-_LATER_QUANTIZER_DEFAULTS = {"lfq_bits": 10, "entropy_weight": 0.1}
+_LATER_QUANTIZER_DEFAULTS = {"lfq_bits": 10, "entropy_weight": 0.1, "restart_dead_codes": False}
 
 
 def model_class(model_type: str) -> type[nn.Module]:

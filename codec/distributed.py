@@ -37,6 +37,13 @@ def all_reduce_mean_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_(tensor: torch.Tensor) -> torch.Tensor:
+    """Rank 0's ``tensor`` on every rank, in place (returns it)."""
+    if is_distributed():
+        dist.broadcast(tensor, src=0)
+    return tensor
+
+
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate equally shaped tensors [N, ...] from every rank in rank order -> [world * N, ...]."""
     if not is_distributed():

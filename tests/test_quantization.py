@@ -253,6 +253,69 @@ def test_factorized_losses_train_encoder_and_codebook_with_cosine_lookup() -> No
     assert torch.equal(level.nearest(z), codes)  # code norms ignored
 
 
+def test_factorized_dead_codes_are_restarted_only_when_asked() -> None:
+    config = QuantizerConfig(kind="factorized", n_q=1, codebook_size=16, codebook_dim=4, ema_decay=0.5,
+                             dead_code_threshold=0.5, restart_dead_codes=True)
+    level = build_quantizer(8, config).levels[0].train()
+    plain = build_quantizer(8, dataclasses.replace(config, restart_dead_codes=False)).levels[0].train()
+    level.load_state_dict(plain.state_dict())  # weights saved without usage statistics (init_from) load
+    assert "usage" not in plain.state_dict() and (level.usage == 0.5 / (1 - 0.5)).all()
+    x = torch.randn(8)[None, :, None] + 0.05 * torch.randn(4, 8, 32)  # latents around one direction v
+    with torch.no_grad():  # codes 0..7 near v, codes 8..15 at -v: never picked
+        v = level.project_in(x).mean((0, 2))
+        level.codebook.weight[:8] = v + 0.2 * v.norm() * torch.randn(8, 4)
+        level.codebook.weight[8:] = -v
+        plain.codebook.weight.copy_(level.codebook.weight)
+    assert set(level.nearest(level.project_in(x)).unique().tolist()) <= set(range(8))
+    before = level.codebook.weight.clone()
+    picked = set()
+    for _ in range(2):  # usage 1 -> 0.5 + c1 / 2 -> 0.25 + c1 / 4 + c2 / 2: dead (< 0.5) if never picked
+        picked |= set(level(x).codes.unique().tolist())
+        plain(x)
+    assert torch.equal(plain.codebook.weight, before)  # off: a forward pass never moves a code
+    moved = (level.codebook.weight != before).any(1)
+    never_picked = torch.tensor([code not in picked for code in range(16)])
+    assert torch.equal(moved, never_picked) and moved[8:].all()  # exactly the dead codes were restarted ...
+    latents = level.project_in(x).detach().transpose(1, 2).reshape(-1, 4)
+    for code in level.codebook.weight[8:].detach():  # ... onto projected latents of the batch
+        assert torch.isclose(latents, code).all(1).any()
+    assert (level.usage[8:] > 0.5).all()  # with a fresh grace period
+    assert len(level.eval().encode(x).unique()) > 8  # and now in use
+
+
+RESTART_RANK_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from codec.quantization import QuantizerConfig, build_quantizer
+rank, rendezvous, result = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+dist.init_process_group("gloo", init_method="file://" + rendezvous, rank=rank, world_size=2)
+torch.manual_seed(0)  # the same model on both ranks
+level = build_quantizer(8, QuantizerConfig(kind="factorized", n_q=1, codebook_size=64, codebook_dim=4, ema_decay=0.5,
+                                           dead_code_threshold=0.5, restart_dead_codes=True)).levels[0].train()
+torch.manual_seed(1 + rank)  # different data and random draws on each rank
+x = torch.randn(2, 8, 16)
+for _ in range(3):
+    level(x)
+torch.save({"codebook": level.codebook.weight.detach(), "usage": level.usage, "x": x}, result)
+dist.destroy_process_group()
+"""
+
+
+def test_factorized_restarts_agree_across_data_parallel_ranks(tmp_path):
+    """Two gloo ranks with different batches and seeds restart the same codes onto the same latents."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", RESTART_RANK_SCRIPT, str(r), str(tmp_path / "rdv"),
+                               str(tmp_path / f"{r}.pt")], env=env) for r in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    ranks = [torch.load(tmp_path / f"{r}.pt", weights_only=True) for r in range(2)]
+    torch.testing.assert_close(ranks[0]["codebook"], ranks[1]["codebook"], rtol=0, atol=0)
+    torch.testing.assert_close(ranks[0]["usage"], ranks[1]["usage"], rtol=0, atol=0)
+    assert not torch.equal(ranks[0]["x"], ranks[1]["x"])
+
+
 # --- finite scalar quantization -------------------------------------------------------------
 
 

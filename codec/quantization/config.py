@@ -29,7 +29,9 @@ class QuantizerConfig:
     codebook_dim: int = 8  # low-dimensional code space (factorized only)
     ema_decay: float = 0.99  # ema
     kmeans_iters: int = 50  # ema: Lloyd iterations of the k-means initialisation
-    dead_code_threshold: float = 2.0  # ema: restart codes whose EMA cluster size falls below this
+    dead_code_threshold: float = 2.0  # restart codes whose EMA count per step falls below this (ema; factorized
+    #   with restart_dead_codes)
+    restart_dead_codes: bool = False  # factorized: restart dead codes on the batch's latents (ema always does)
     commitment_weight: float = 1.0
     codebook_weight: float = 1.0  # factorized (DAC: 1.0 codebook, 0.25 commitment)
     quantizer_dropout: float = 0.0  # training: probability per item of using 1..n_q levels at random
