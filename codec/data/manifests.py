@@ -54,7 +54,8 @@ def prepare_manifests(config: DataConfig, out_dir: Path) -> tuple[CutSet, CutSet
     out_dir = Path(out_dir)
     paths = {name: out_dir / f"{name}_cuts.jsonl.gz" for name in ("train", "valid")}
     key_file = out_dir / "cuts_key.json"
-    key = _cache_key(config, root)
+    extras = extra_dirs(config)
+    key = _cache_key(config, root, extras)
     if key_file.is_file() and all(p.is_file() for p in paths.values()):
         try:
             if json.loads(key_file.read_text())["key"] == key:
@@ -64,7 +65,7 @@ def prepare_manifests(config: DataConfig, out_dir: Path) -> tuple[CutSet, CutSet
         except (ValueError, KeyError, TypeError, OSError) as e:
             log.warning("cached manifests in %s are unusable (%s); preparing them again", out_dir, e)
     train, valid = split_clips(READERS[config.corpus](root, config), config, root)
-    train = with_extra_clips(train, valid, config)
+    train = with_extra_clips(train, valid, extras, config.min_seconds)
     out_dir.mkdir(parents=True, exist_ok=True)
     key_file.unlink(missing_ok=True)
     _write_atomic(train, paths["train"])
@@ -133,22 +134,23 @@ def extra_dirs(config: DataConfig) -> list[Path]:
     return dirs
 
 
-def with_extra_clips(train: CutSet, valid: CutSet, config: DataConfig) -> CutSet:
-    """``train`` plus the clips of ``config.extra_train_dirs`` of at least ``min_seconds``, sorted
+def with_extra_clips(train: CutSet, valid: CutSet, folders: list[Path], min_seconds: float) -> CutSet:
+    """``train`` plus the clips of ``folders`` (``extra_dirs``) of at least ``min_seconds``, sorted
     by id; a file (resolved path) already in ``train`` or ``valid`` is not added again."""
-    if not config.extra_train_dirs:
+    if not folders:
         return train
     seen = {_source(c) for cuts in (train, valid) for c in cuts}
     added: list[Cut] = []
-    for n, folder in enumerate(extra_dirs(config)):
-        cuts = [c for c in folder_cuts(folder, f"extra{n}/") if c.duration >= config.min_seconds]
+    for n, folder in enumerate(folders):
+        cuts = [c for c in folder_cuts(folder, f"extra{n}/") if c.duration >= min_seconds]
         if not cuts:
             raise CodecError(f"Extra training folder '{folder}' has no audio clips"
-                             + (f" of at least {config.min_seconds:g} s" if config.min_seconds > 0 else "")
+                             + (f" of at least {min_seconds:g} s" if min_seconds > 0 else "")
                              + " (data.extra_train_dirs).")
         for cut in cuts:
-            if _source(cut) not in seen:
-                seen.add(_source(cut))
+            source = _source(cut)
+            if source not in seen:
+                seen.add(source)
                 added.append(cut)
     return CutSet.from_cuts(sorted([*train, *added], key=lambda c: c.id))
 
@@ -161,11 +163,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _cache_key(config: DataConfig, root: Path) -> str:
+def _cache_key(config: DataConfig, root: Path, extras: list[Path]) -> str:
     relevant = {"version": FORMAT_VERSION, "corpus": config.corpus, "data_dir": str(root),
                 "subsets": list(config.subsets), "language": config.language,
                 "valid_clips": config.valid_clips, "min_seconds": config.min_seconds,
-                **({"extra_train_dirs": [str(d) for d in extra_dirs(config)]} if config.extra_train_dirs else {})}
+                **({"extra_train_dirs": [str(d) for d in extras]} if extras else {})}  # old keys stay valid
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
