@@ -18,6 +18,7 @@ from codec.audio import AudioCodec, model_fingerprint
 from codec.audio.inference import fold_parametrizations, prepare_for_inference
 from codec.audio.presets import tiny
 from codec.audio.registry import DEFAULT_MODEL, load_tokenizer
+from codec.eval.metrics import compute_metrics
 from codec.quantization import QuantizerConfig
 
 from .conftest import REPO
@@ -84,13 +85,21 @@ def snr_db(reference: torch.Tensor, x: torch.Tensor) -> float:
 @pytest.mark.parametrize("precision, min_snr_db", [("bfloat16", 15.0), ("int8", 20.0)])
 @torch.inference_mode()
 def test_reduced_precision_changes_output_by_a_bounded_amount(precision, min_snr_db, clip):
-    """The default model on real speech: few codes change, the audio stays close to float32's, also
-    when streamed (in int8 not exactly the offline output: activations are quantized per chunk)."""
+    """The default model on real speech: the first level's codes barely change, the audio stays close
+    to float32's, also when streamed (in int8 not exactly the offline output: activations are
+    quantized per chunk). The deeper levels' codes do change (a quarter to a third of them: with
+    ~1000 live codes per level the nearest one is fragile), at little cost: coding the clip end to
+    end, mel distance rises by under 0.02 (PESQ-WB 1.67 -> 1.65 in bf16, 1.61 in int8)."""
     model = prepare_for_inference(load_tokenizer(DEFAULT_MODEL))
     reduced = prepare_for_inference(load_tokenizer(DEFAULT_MODEL), precision=precision)
     codes, reduced_codes = model.encode(clip), reduced.encode(clip)
     assert (reduced_codes[:, 0] != codes[:, 0]).float().mean() <= 0.05  # the first level barely moves
-    assert 0 < (reduced_codes != codes).float().mean() < 0.1
+    assert 0 < (reduced_codes != codes).float().mean() < 0.5
+    reference = clip[0, 0].numpy()
+    float_mel, reduced_mel = (compute_metrics(reference, m.decode(c)[0, 0, :clip.shape[-1]].numpy(), 16000,
+                                              ["mel_distance"])["mel_distance"]
+                              for m, c in ((model, codes), (reduced, reduced_codes)))
+    assert reduced_mel < float_mel + 0.02
     audio, reduced_audio = model.decode(codes), reduced.decode(codes)
     assert reduced_audio.dtype == torch.float32 and not torch.equal(reduced_audio, audio)
     assert snr_db(audio, reduced_audio) > min_snr_db

@@ -1,0 +1,142 @@
+"""A multilingual synthetic speech corpus for codec training, made offline.
+
+Text: the translated strings of the system's gettext catalogs (``/usr/share/locale/<locale>/LC_MESSAGES``:
+program messages, and the country, region, language and currency names of iso-codes), joined
+into sentences of a few phrases. Speech: espeak-ng in each catalog's language, with a seeded
+variant (male, female, klatt), rate and pitch per sentence.
+
+    OUT/train/<language>/<n>.wav (+ .txt)    training languages
+    OUT/heldout/<language>/<n>.wav (+ .txt)  HELD_OUT_LANGUAGES: evaluation only
+    OUT/manifest.jsonl                       {"path", "text", "language", "voice", "split"} per clip
+
+Everything follows from the seed and the catalogs; files already there are kept, so an
+interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import gettext
+import json
+import random
+import struct
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from ..errors import CodecError
+from ..files import atomic_write
+from .tts import Voice, synthesize
+
+LOCALE_DIR = Path("/usr/share/locale")
+# espeak-ng voice -> gettext locale: languages with both a voice and enough catalog text on Debian
+LANGUAGES: dict[str, str] = {
+    "af": "af", "ar": "ar", "bg": "bg", "bn": "bn", "ca": "ca", "cs": "cs", "cy": "cy", "da": "da", "de": "de",
+    "el": "el", "eo": "eo", "es": "es", "et": "et", "eu": "eu", "fa": "fa", "fi": "fi", "fr-fr": "fr", "ga": "ga",
+    "he": "he", "hi": "hi", "hr": "hr", "hu": "hu", "hy": "hy", "id": "id", "is": "is", "it": "it",
+    "ja": "ja", "ka": "ka", "kk": "kk", "ko": "ko", "lt": "lt", "lv": "lv", "mk": "mk", "ms": "ms", "nb": "nb",
+    "nl": "nl", "pl": "pl", "pt": "pt", "pt-br": "pt_BR", "ro": "ro", "ru": "ru", "sk": "sk", "sl": "sl", "sq": "sq",
+    "sr": "sr", "sv": "sv", "sw": "sw", "ta": "ta", "th": "th", "tr": "tr", "uk": "uk", "vi": "vi", "cmn": "zh_CN",
+}
+HELD_OUT_LANGUAGES = frozenset({"nl", "pl", "tr", "vi"})  # no training clip speaks these
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt4")
+MIN_PHRASES = 20  # a language with fewer usable catalog phrases is skipped
+WORDS_PER_SECOND = 1.6  # about how fast espeak-ng speaks these texts (long words, CJK): sizes the clip count
+HELDOUT_CLIPS = 6  # per held-out language
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    voice: Voice
+    text: str
+    language: str
+
+
+def _usable(text: str) -> bool:
+    """Words only, starting with a letter: letters, combining marks, spaces and light punctuation (no
+    format strings, options, paths or digits)."""
+    return 1 <= len(text.split()) <= 12 and text[0].isalpha() and all(
+        unicodedata.category(c)[0] in "LM" or c in " ,.'-?!" for c in text)
+
+
+def catalog_phrases(locale: str, locale_dir: Path = LOCALE_DIR) -> list[str]:
+    """The distinct usable translated strings of every catalog of ``locale``, sorted."""
+    phrases = set()
+    for catalog in sorted((locale_dir / locale / "LC_MESSAGES").glob("*.mo")):
+        try:
+            with open(catalog, "rb") as f:
+                entries = gettext.GNUTranslations(f)._catalog
+        except (OSError, UnicodeDecodeError, struct.error):  # a damaged catalog: skip it
+            continue
+        phrases.update(" ".join(v.split()) for k, v in entries.items() if k and isinstance(v, str) and _usable(v))
+    return sorted(phrases)
+
+
+def _sentence(rng: random.Random, phrases: list[str], min_words: int = 6) -> str:
+    parts: list[str] = []
+    while sum(len(p.split()) for p in parts) < min_words and len(parts) < 4:
+        parts.append(rng.choice(phrases).rstrip(".!?"))
+    return ", ".join(parts) + "."
+
+
+def plan_corpus(out: Path, minutes: float, seed: int = 0, locale_dir: Path = LOCALE_DIR) -> list[Clip]:
+    """The clips of the corpus (what ``build_multilingual_corpus`` synthesizes), in order."""
+    if not minutes > 0:
+        raise CodecError(f"--minutes must be > 0, got {minutes}.")
+    if out.exists() and not out.is_dir():
+        raise CodecError(f"{out} exists and is not a folder.")
+    phrases = {lang: catalog_phrases(locale, locale_dir) for lang, locale in LANGUAGES.items()}
+    phrases = {lang: p for lang, p in phrases.items() if len(p) >= MIN_PHRASES}
+    training = [lang for lang in phrases if lang not in HELD_OUT_LANGUAGES]
+    if not training:
+        raise CodecError(f"No language has {MIN_PHRASES} or more usable phrases in the gettext catalogs under "
+                         f"{locale_dir} (install iso-codes or translated packages).")
+    rng = random.Random(seed)
+    per_language = max(1, round(minutes * 60 * WORDS_PER_SECOND / 9 / len(training)))  # ~9 words per sentence
+    clips = []
+    for lang in sorted(phrases):
+        split = "heldout" if lang in HELD_OUT_LANGUAGES else "train"
+        for n in range(HELDOUT_CLIPS if split == "heldout" else per_language):
+            voice = Voice("espeak-ng", f"{lang}+{rng.choice(VARIANTS)}", rng.randrange(130, 195, 5),
+                          rng.randrange(25, 80, 5))
+            clips.append(Clip(out / split / lang / f"{n:04d}.wav", voice, _sentence(rng, phrases[lang]), lang))
+    return clips
+
+
+def _synthesize(clip: Clip) -> float:
+    if clip.path.is_file():
+        return sf.info(clip.path).duration
+    clip.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = clip.path.with_name(f".{clip.path.name}")
+    seconds = synthesize(clip.voice, clip.text, tmp)
+    tmp.replace(clip.path)
+    clip.path.with_suffix(".txt").write_text(clip.text + "\n")
+    return seconds
+
+
+def build_multilingual_corpus(out: Path, minutes: float, seed: int = 0, workers: int = 2,
+                              locale_dir: Path = LOCALE_DIR, advance: Callable[[], None] = lambda: None
+                              ) -> dict[str, float]:
+    """Synthesize about ``minutes`` of training speech in the catalogs' languages (plus the held-out
+    languages' clips); returns minutes per split."""
+    clips = plan_corpus(out, minutes, seed, locale_dir)
+
+    def run(clip: Clip) -> float:
+        seconds = _synthesize(clip)
+        advance()
+        return seconds
+
+    with ThreadPoolExecutor(workers) as pool:
+        durations = list(pool.map(run, clips))
+    rows = [{"path": str(c.path.relative_to(out)), "text": c.text, "language": c.language, "voice": c.voice.id,
+             "split": c.path.parent.parent.name} for c in clips]
+    with atomic_write(out / "manifest.jsonl", force=True) as tmp:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    totals: dict[str, float] = {}
+    for row, seconds in zip(rows, durations):
+        totals[row["split"]] = totals.get(row["split"], 0.0) + seconds / 60
+    return totals
