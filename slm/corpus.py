@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from codec.data.tts import HELD_OUT, VOICES, Voice, synthesize
+from codec.data.tts import HELD_OUT, VOICES, Voice, synthesize_once
 from codec.files import atomic_write
 
 from .grammar import Grammar
@@ -37,16 +37,7 @@ class Job:
 
 
 def _run(job: Job) -> float:
-    job.path.parent.mkdir(parents=True, exist_ok=True)
-    if job.path.is_file():
-        import soundfile as sf
-
-        return sf.info(job.path).duration
-    tmp = job.path.with_name(f".{job.path.name}")
-    seconds = synthesize(job.voice, job.text, tmp)
-    tmp.replace(job.path)
-    job.path.with_suffix(".txt").write_text(job.text + "\n")
-    return seconds
+    return synthesize_once(job.voice, job.text, job.path)
 
 
 def build_corpus(out: Path, minutes: float, pairs: int = 200, seed: int = 0, workers: int = 2,

@@ -25,11 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile as sf
-
 from ..errors import CodecError
 from ..files import atomic_write
-from .tts import Voice, synthesize
+from .tts import Voice, synthesize_once
 
 LOCALE_DIR = Path("/usr/share/locale")
 # espeak-ng voice -> gettext locale: languages with both a voice and enough catalog text on Debian
@@ -107,17 +105,6 @@ def plan_corpus(out: Path, minutes: float, seed: int = 0, locale_dir: Path = LOC
     return clips
 
 
-def _synthesize(clip: Clip) -> float:
-    if clip.path.is_file():
-        return sf.info(clip.path).duration
-    clip.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = clip.path.with_name(f".{clip.path.name}")
-    seconds = synthesize(clip.voice, clip.text, tmp)
-    tmp.replace(clip.path)
-    clip.path.with_suffix(".txt").write_text(clip.text + "\n")
-    return seconds
-
-
 def build_multilingual_corpus(out: Path, minutes: float, seed: int = 0, workers: int = 2,
                               locale_dir: Path = LOCALE_DIR, advance: Callable[[], None] = lambda: None
                               ) -> dict[str, float]:
@@ -126,7 +113,7 @@ def build_multilingual_corpus(out: Path, minutes: float, seed: int = 0, workers:
     clips = plan_corpus(out, minutes, seed, locale_dir)
 
     def run(clip: Clip) -> float:
-        seconds = _synthesize(clip)
+        seconds = synthesize_once(clip.voice, clip.text, clip.path)
         advance()
         return seconds
 

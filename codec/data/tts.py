@@ -98,3 +98,16 @@ def synthesize(voice: Voice, text: str, out: Path) -> float:
     sf.write(out, samples[0].numpy(), SAMPLE_RATE, subtype="PCM_16")
     return samples.shape[-1] / SAMPLE_RATE
 
+
+
+def synthesize_once(voice: Voice, text: str, out: Path) -> float:
+    """``synthesize`` into ``out`` (via a hidden temporary file, with ``text`` beside it as .txt) unless
+    ``out`` is already there: resumable corpora. Returns the clip's duration in seconds."""
+    if out.is_file():
+        return sf.info(out).duration
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}")
+    seconds = synthesize(voice, text, tmp)
+    tmp.replace(out)
+    out.with_suffix(".txt").write_text(text + "\n")
+    return seconds
