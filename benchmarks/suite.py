@@ -6,12 +6,15 @@ Rows, on the CPU at each thread count (and on CUDA when present):
   to the reference packages (`encodec`, `descript-audio-codec`) with the same random weights
   (fixed seed), as ratios from this run; the outputs are checked equal first. "prepared" is
   ``prepare_for_inference`` (weight norm folded); bfloat16 / int8 rows give their PESQ-WB
-  change on the sample speech against float32;
+  change on the sample speech against float32. Like the CLI, the suite tunes glibc's malloc
+  (``codec.devices.reuse_freed_memory``); one more row codes with the default model in a child
+  process that leaves malloc as it is;
 - streaming: ms per 20 ms frame (encode_step + decode_step), mean and 95th percentile;
 - batch tokenization: hours of audio per hour through ``model.encode`` on a batch of clips;
 - training: steps/s of the default recipe's model, batch 16 x 0.5 s, with the recipe's losses.
-Peak memory is the growth of resident memory during one measurement (CUDA: allocated memory).
-Times are the best of ``--repeats`` after a warm-up, under ``torch.inference_mode``.
+Peak memory is the growth of resident memory during one measurement (CUDA: allocated memory);
+for coding, during the warm-up call. Times are the best of ``--repeats`` after a warm-up, under
+``torch.inference_mode``.
 
     python -m benchmarks.suite [--quick] [--out build/bench] [--compile]
 """
@@ -28,6 +31,7 @@ import platform
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +47,7 @@ from codec.audio import AudioCodec
 from codec.audio.inference import Precision, prepare_for_inference
 from codec.audio.io import read_audio, resample
 from codec.audio.registry import DEFAULT_MODEL, load_tokenizer
+from codec.devices import GLIBC_MALLOC_ENV, reuse_freed_memory
 from codec.eval.metrics import pesq_wb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,6 +74,7 @@ class SuiteConfig:
     #   only: the step costs the same
     tiny_references: bool = False  # scaled-down EnCodec / DAC (same structure) for a quick run
     compile: bool = False
+    malloc_tuned: bool = False  # reuse_freed_memory() took effect: add a row without it (a child process)
 
 
 QUICK = SuiteConfig(seconds=1.0, encodec_seconds=0.5, dac_seconds=0.5, repeats=1, threads=(1,), stream_seconds=0.2,
@@ -279,15 +285,16 @@ def time_coders(coders: list[Coder], x: torch.Tensor, repeats: int, device: torc
     turns in every repeat, so that a change of load on a busy machine hits them all alike."""
     times = [[math.inf, math.inf, 0.0] for _ in coders]
     with torch.inference_mode():
-        encoded = [coder.encode(x) for coder in coders]
-        for coder, codes in zip(coders, encoded):
-            coder.decode(codes)
-        for _ in range(repeats):
+        encoded = []
+        for best, coder in zip(times, coders):  # the warm-up call measures the peak memory
+            with peak_memory(device) as memory:
+                encoded.append(coder.encode(x))
+                coder.decode(encoded[-1])
+            best[2] = memory["mb"]
+        for _ in range(repeats):  # timed apart from peak_memory, which hands freed memory back first
             for best, coder, codes in zip(times, coders, encoded):
-                with peak_memory(device) as memory:
-                    best[0] = min(best[0], seconds_of(lambda: coder.encode(x), device))
-                    best[1] = min(best[1], seconds_of(lambda: coder.decode(codes), device))
-                best[2] = max(best[2], memory["mb"])
+                best[0] = min(best[0], seconds_of(lambda: coder.encode(x), device))
+                best[1] = min(best[1], seconds_of(lambda: coder.decode(codes), device))
     return [CodingTimes(*best) for best in times]
 
 
@@ -309,6 +316,31 @@ def coding_rows(arch: Architecture, config: SuiteConfig, device: torch.device, t
             row.values.update({f"{k}_vs_reference": v for k, v in ratios.items()})
             row.vs_reference = " / ".join(f"{v:.2f}" for v in ratios.values())
     return rows
+
+
+def default_coding_times(seconds: float, repeats: int, threads: int) -> dict[str, float]:
+    """The prepared default model's ``CodingTimes`` on the CPU, as a dict (for a child process)."""
+    torch.set_num_threads(threads)
+    cpu = torch.device("cpu")
+    model = prepare_for_inference(load_tokenizer(DEFAULT_MODEL))
+    return asdict(time_coders([ours(model, "prepared")], _speech(model.sample_rate, seconds, cpu), repeats, cpu)[0])
+
+
+_PLAIN_MALLOC_CHILD = """import json, sys
+from benchmarks.suite import default_coding_times
+print(json.dumps(default_coding_times(float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))))
+"""
+
+
+def plain_malloc_row(config: SuiteConfig, threads: int) -> Row:
+    """The prepared default model in a child process that leaves glibc's malloc as it is (what torch
+    alone gets), to set against the tuned row of this process (``reuse_freed_memory``)."""
+    env = {name: value for name, value in os.environ.items() if name not in GLIBC_MALLOC_ENV}
+    out = subprocess.run([sys.executable, "-c", _PLAIN_MALLOC_CHILD, str(config.seconds), str(config.repeats),
+                          str(threads)], cwd=REPO, env=env, check=True, capture_output=True, text=True).stdout
+    times = CodingTimes(**json.loads(out.strip().splitlines()[-1]))
+    return _coding_row("coding", f"default ({DEFAULT_MODEL})", "ours, prepared, glibc's default malloc",
+                       torch.device("cpu"), threads, times, config.seconds)
 
 
 def precision_rows(config: SuiteConfig, device: torch.device, threads: int | None) -> list[Row]:
@@ -409,6 +441,8 @@ def run(config: SuiteConfig) -> tuple[dict[str, Any], list[Row], list[str]]:
             for arch in archs:
                 _progress(f"coding: {arch.name}, {where}")
                 rows += coding_rows(arch, config, device, threads)
+                if arch is archs[0] and config.malloc_tuned and threads is not None:
+                    rows.append(plain_malloc_row(config, threads))
             _progress(f"precision, streaming, batch tokenization, training: {where}")
             rows += precision_rows(config, device, threads)
             rows.append(streaming_row(model, config, device, threads))
@@ -433,7 +467,8 @@ def markdown(described: dict[str, Any], rows: list[Row], checks: list[str], conf
 
     lines = [f"Machine: {described['cpu']}, {described['cores']} cores"
              + (f", {described['cuda']}" if "cuda" in described else "")
-             + f"; torch {described['torch']}; load average {described['load_average']:.2f} at the start.",
+             + f"; torch {described['torch']}; load average {described['load_average']:.2f} at the start"
+             + ("; malloc tuned (codec.devices.reuse_freed_memory)." if config.malloc_tuned else "."),
              f"Clips: {config.seconds:g} s (default model), {config.encodec_seconds:g} s (EnCodec), "
              f"{config.dac_seconds:g} s (DAC); best of "
              f"{config.repeats}; x = audio seconds per second; ratios are ours / reference from this run.", ""]
@@ -453,6 +488,7 @@ def main() -> None:
     config = replace(QUICK if args.quick else SuiteConfig(), compile=args.compile)
     if args.threads:
         config = replace(config, threads=tuple(args.threads))
+    config = replace(config, malloc_tuned=reuse_freed_memory())  # as the CLI does
     start = time.perf_counter()
     described, rows, checks = run(config)
     described["suite_seconds"] = time.perf_counter() - start

@@ -1,10 +1,13 @@
 """Where torch runs: device names from users (``--device``, ``device:`` in configs), checked before
-any work, and how many CPU threads it may use (``--threads``, $CODEC_THREADS)."""
+any work, how many CPU threads it may use (``--threads``, $CODEC_THREADS), and how its memory
+allocator reuses freed memory."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from .errors import CodecError
@@ -15,6 +18,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 THREADS_ENV = "CODEC_THREADS"
+# glibc's own malloc tuning variables: when the user sets one, reuse_freed_memory leaves malloc alone
+GLIBC_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 
 
 def parse_device(name: str, use_cpu: str = "--device cpu") -> torch.device:
@@ -78,11 +84,32 @@ def _thread_count(value: int | str, name: str) -> int:
     return count
 
 
+def reuse_freed_memory() -> bool:
+    """Let glibc's malloc keep freed blocks of up to 32 MB (its largest heap block) for reuse, and up
+    to 256 MB of them idle, instead of handing each back to the system and page-faulting it in again
+    at the next allocation. Coding a 10 s clip allocates and frees 5-10 MB activations at every
+    layer: this makes the default model's encoder about 1.2x faster (README, Numbers), with the
+    same outputs. Returns whether malloc was tuned: not with another C library, nor when the user
+    set one of glibc's own MALLOC_*_ variables (those then rule)."""
+    if not sys.platform.startswith("linux") or any(name in os.environ for name in GLIBC_MALLOC_ENV):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    if not hasattr(libc, "gnu_get_libc_version"):  # musl and others have no (or another) mallopt
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 256 << 20))
+
+
 def apply_threads(requested: int | None = None, processes: int | None = None) -> int:
     """Give torch ``choose_threads(requested, processes)`` intra-op threads (and as many inter-op
-    threads, which torch allows only before its first parallel work); returns the count."""
+    threads, which torch allows only before its first parallel work) and tune malloc
+    (``reuse_freed_memory``); returns the thread count."""
     import torch
 
+    reuse_freed_memory()
     threads = choose_threads(requested, processes)
     torch.set_num_threads(threads)
     try:

@@ -145,6 +145,10 @@ def test_benchmark_suite_quick(tmp_path):
     compared = [r for r in rows if r["vs_reference"]]
     assert {r["model"] for r in compared} == {"EnCodec 24 kHz, 6 kbps", "DAC 16 kHz"}
     assert [r["variant"] for r in rows if r["model"].startswith("previous default")] == ["ours, prepared"]
+    if sys.platform.startswith("linux"):  # the CLI's tuned malloc, and one row without it
+        assert "malloc tuned" in (tmp_path / "results.md").read_text()
+        plain = [r for r in rows if r["variant"] == "ours, prepared, glibc's default malloc"]
+        assert len(plain) == 1 and plain[0]["model"] == f"default ({DEFAULT_MODEL})" and plain[0]["values"]["both_x"] > 0
     for row in compared:
         values = row["values"]
         reference = next(r for r in rows if r["model"] == row["model"] and r["variant"].startswith("reference"))

