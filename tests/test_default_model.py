@@ -25,7 +25,8 @@ FOLDER = BUNDLED_DIR / str(DEFAULT_MODEL)
 V1_MODEL = "devspeech_16khz"  # the first default model (SEANet decoder), still bundled
 V2_MODEL = "devspeech_16khz_v2"  # the second (iSTFT decoder, dev speech only), still bundled
 V3_MODEL = "devspeech_16khz_v3"  # the third (v2 trained on 77 more voices), still bundled
-MIN_STOI_6KBPS = 0.84  # measured 0.865 on this clip (devspeech_16khz: 0.844)
+V4_MODEL = "devspeech_16khz_v4"  # the fourth (v3 with dead-code restarts), still bundled
+MIN_STOI_6KBPS = 0.84  # measured 0.873 on this clip (devspeech_16khz: 0.844)
 
 
 def test_the_default_model_is_bundled_and_documented():
@@ -64,11 +65,11 @@ def test_quality_rises_with_the_bitrate(clip):
 
 @torch.no_grad()
 def test_the_default_model_improves_on_the_earlier_ones():
-    """At 6 kbps, means over the three sample clips: PESQ-WB 1.45 / 1.40 / 1.34 / 1.19 (this model / the
-    third / the second / the first), STOI 0.884 / 0.877 / 0.873 / 0.853, mel distance 1.523 / 1.558 / 1.572
-    / 1.677."""
+    """At 6 kbps, means over the three sample clips: PESQ-WB 1.50 / 1.45 / 1.40 / 1.34 / 1.19 (this model /
+    the fourth / third / second / first), STOI 0.886 / 0.884 / 0.877 / 0.873 / 0.853, mel distance 1.521 /
+    1.523 / 1.558 / 1.572 / 1.677."""
     scores = {}
-    for name in (V1_MODEL, V2_MODEL, V3_MODEL, DEFAULT_MODEL):
+    for name in (V1_MODEL, V2_MODEL, V3_MODEL, V4_MODEL, DEFAULT_MODEL):
         model = from_pretrained(name)
         rows = []
         for sample in ("arctic_awb_a0007.flac", "arctic_slt_a0009.flac", "librivox_sense_0880.flac"):
@@ -77,11 +78,13 @@ def test_the_default_model_improves_on_the_earlier_ones():
             y = model.decode(model.encode(x), x.shape[-1])
             rows.append(compute_metrics(clip, y[0, 0].numpy(), 16000, ["pesq_wb", "stoi", "mel_distance"]))
         scores[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    new, v3, v2, v1 = scores[DEFAULT_MODEL], scores[V3_MODEL], scores[V2_MODEL], scores[V1_MODEL]
+    new, v4, v3, v2, v1 = (scores[name] for name in (DEFAULT_MODEL, V4_MODEL, V3_MODEL, V2_MODEL, V1_MODEL))
     assert new["pesq_wb"] > v1["pesq_wb"] + 0.1 and new["stoi"] > v1["stoi"] + 0.01
     assert new["mel_distance"] < v1["mel_distance"] - 0.05
     assert new["pesq_wb"] > v2["pesq_wb"] + 0.03 and new["stoi"] > v2["stoi"] and new["mel_distance"] < v2["mel_distance"]
     assert new["pesq_wb"] > v3["pesq_wb"] + 0.03 and new["stoi"] > v3["stoi"] and new["mel_distance"] < v3["mel_distance"]
+    assert new["pesq_wb"] > v4["pesq_wb"] + 0.03 and new["stoi"] > v4["stoi"]
+    assert new["mel_distance"] < v4["mel_distance"] + 0.005  # level: 1.521 vs 1.523
 
 
 def test_cli_uses_the_default_model(tmp_path, clip):
@@ -97,7 +100,7 @@ def test_cli_uses_the_default_model(tmp_path, clip):
 
 # sha256 of the codes (int16, little-endian) of the sample clips. The first default model's were
 # recorded before the tokenizer refactor (issue 10); it stays bundled (files made with it name it),
-# as do the second and third. No bundled model's behaviour may change.
+# as do the second to fourth. No bundled model's behaviour may change.
 PINNED_CODES_V1 = {
     ("arctic_awb_a0007.flac", 1): ((1, 1, 200), "911fcec0846bbd28dbc3666ef978f27cd0ff0a0eafdead733af6702a02177ae8"),
     ("arctic_awb_a0007.flac", 3): ((1, 3, 200), "05603be4efb67516961c9f4e5a3da68d77f0cc12ce2ba7f5452d38f7c79b3270"),
@@ -138,7 +141,7 @@ PINNED_CODES_V3 = {
 }
 
 
-PINNED_CODES_DEFAULT = {
+PINNED_CODES_V4 = {
     ("arctic_awb_a0007.flac", 1): ((1, 1, 200), "f435b2ef9665033af80d71344f2db9c6fe6ea2120ac67923748fd09577b4bf03"),
     ("arctic_awb_a0007.flac", 3): ((1, 3, 200), "aab3e95420764b54a4d5d1901e2bd6177c30b666bad7e8a9eb2d9c7cc293f52d"),
     ("arctic_awb_a0007.flac", 12): ((1, 12, 200), "f19c97cbee03a0efdcb91a036225e873c8bf043b6ff8dedff6568b2f9b718acc"),
@@ -151,8 +154,22 @@ PINNED_CODES_DEFAULT = {
 }
 
 
+PINNED_CODES_DEFAULT = {
+    ("arctic_awb_a0007.flac", 1): ((1, 1, 200), "5099805117160d48ef29c7be3266e23a7ae9c8c545f5f8e2698c12e66702a3ec"),
+    ("arctic_awb_a0007.flac", 3): ((1, 3, 200), "90a7ca0f4070399aa804be8a87c80c9db9999d6611c02cb3bd68c21a42b6cb09"),
+    ("arctic_awb_a0007.flac", 12): ((1, 12, 200), "5def039f92c123b204c9ff0fda80f9f928093a738c0c012eede5ecf8164b041e"),
+    ("arctic_slt_a0009.flac", 1): ((1, 1, 155), "0c11ccabcab1c3785b819f972a42c8d0c358b4fdedfac92a3e163e8c6cf10681"),
+    ("arctic_slt_a0009.flac", 3): ((1, 3, 155), "d43e711b24b871b12b6cac49d89d463860abc106e0a9c6721c5c19add813f60e"),
+    ("arctic_slt_a0009.flac", 12): ((1, 12, 155), "e74a260fb75fda6b0ce8a603ce073170c5304b92101cff30175043d1a7ca9a88"),
+    ("librivox_sense_0880.flac", 1): ((1, 1, 150), "ae11e7d07eecaa80c850901226921aa7e9356f633185e2e77d2299f349657cef"),
+    ("librivox_sense_0880.flac", 3): ((1, 3, 150), "a8af423ef663d27ca9e5713d36a85555b78a49b7415c4f90530f3f6fab6b54c2"),
+    ("librivox_sense_0880.flac", 12): ((1, 12, 150), "0865be7f30f65bf0dfe871b5f611491ba25343391af475855d679e8dc38a41f8"),
+}
+
+
 @pytest.mark.parametrize("model_name, pinned", [(V1_MODEL, PINNED_CODES_V1), (V2_MODEL, PINNED_CODES_V2),
-                                                (V3_MODEL, PINNED_CODES_V3), (DEFAULT_MODEL, PINNED_CODES_DEFAULT)])
+                                                (V3_MODEL, PINNED_CODES_V3), (V4_MODEL, PINNED_CODES_V4),
+                                                (DEFAULT_MODEL, PINNED_CODES_DEFAULT)])
 def test_the_sample_codes_are_pinned(model_name, pinned):
     model = from_pretrained(model_name)
     for (name, n_q), (shape, digest) in pinned.items():
@@ -184,9 +201,9 @@ def test_a_file_written_before_still_decodes_and_encoding_keeps_its_codes(tmp_pa
 
 
 def test_the_file_pipeline_keeps_the_models_level():
-    """Decoded speech is quieter than the input (issue 11; 1.5 dB on this clip, 1.6 dB with the
-    second model, 2.2 dB with the first): the model's own output is, by the same amount; encode + decode through files adds
-    no level change of its own."""
+    """Decoded speech is quieter than the input (issue 11; 0.8 dB on this clip, 1.5 dB with the fourth
+    model, 1.6 dB with the second, 2.2 dB with the first): the model's own output is, by the same amount;
+    encode + decode through files adds no level change of its own."""
     from codec.audio.compress import decode_audio
 
     model = from_pretrained()
@@ -196,4 +213,4 @@ def test_the_file_pipeline_keeps_the_models_level():
     piped = decode_audio(model, encode_audio(model, audio)).samples
     torch.testing.assert_close(piped, direct, atol=1e-4, rtol=0)
     level = lambda x: 20 * torch.log10(x.pow(2).mean().sqrt())
-    assert -3.0 < float(level(piped) - level(audio.samples)) < -1.0  # the model's loss, measured in the card
+    assert -3.0 < float(level(piped) - level(audio.samples)) < -0.5  # the model's loss, measured in the card
