@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
+
+from .conditions import ConditionsConfig
 
 CorpusName = Literal["librispeech", "libritts", "vctk", "ljspeech", "commonvoice", "mls", "folder", "devspeech"]
 SPLIT_CORPORA = ("librispeech", "libritts", "commonvoice", "mls")  # corpora whose parts `subsets` names
@@ -31,6 +33,8 @@ class DataConfig:
     loudness_db: float | None = -20.0  # RMS level of each clip in dBFS; None = keep the level as recorded
     gain_db: tuple[float, float] = (-6.0, 6.0)  # random training gain range in dB; (0, 0) = off
     speed_factors: tuple[float, ...] = ()  # training speed perturbation, one factor drawn per crop; () = off
+    conditions: ConditionsConfig = field(default_factory=ConditionsConfig)  # training reverb, noise, band
+    #   limits (conditions.py); off by default
     min_seconds: float = 0.0  # drop clips shorter than this
     extra_train_dirs: tuple[str, ...] = ()  # more training audio, read like the `folder` corpus (relative to
     #   the current folder); added to the training clips only, so validation stays the corpus' own

@@ -1,7 +1,8 @@
 """SegmentDataset: cuts -> mono clips at the model's rate, level-normalised, cropped and augmented.
 
-Items are addressed by ``(index, seed)``: the seed alone decides the crop offset, the
-speed and the gain, so a batch can be rebuilt exactly (resuming, several ranks, several workers).
+Items are addressed by ``(index, seed)``: the seed alone decides the crop offset, the speed,
+the gain and the recording conditions, so a batch can be rebuilt exactly (resuming, several
+ranks, several workers).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch.utils.data import Dataset
 
 from codec.audio.io import read_audio, resample, to_channels
 
+from .conditions import apply_conditions
 from .config import DataConfig
 from .transforms import (change_speed, fit_length, limit_peak, normalize_rms, random_choice, random_gain_db,
                          random_offset)
@@ -31,6 +33,7 @@ class SegmentDataset(Dataset[torch.Tensor]):
       crop of ``crop_samples`` (clips shorter than that are zero-padded at the end; None =
       the whole clip), sped up by a factor drawn from ``config.speed_factors`` (pitch and tempo
       change together, as in ASR speed perturbation), times a random gain from ``config.gain_db``,
+      with the recording conditions of ``config.conditions`` (reverberation, noise, band limits),
       all drawn from ``seed``;
     - validation: item ``index`` (or ``(index, any seed)``) is the first ``valid_seconds`` of
       the clip (shorter clips are kept whole, not padded), without gain; crop_samples is unused.
@@ -83,7 +86,10 @@ class SegmentDataset(Dataset[torch.Tensor]):
         x = fit_length(x, source_length, random_offset(x.shape[-1], source_length, generator))
         x = fit_length(change_speed(x, speed), length)
         gain_db = random_gain_db(*self.config.gain_db, generator)
-        return limit_peak(x * 10 ** (gain_db / 20))  # a new tensor: the cached clip is never modified
+        x = x * 10 ** (gain_db / 20)  # a new tensor: the cached clip is never modified
+        if self.config.conditions.active:
+            x = apply_conditions(x, self.config.conditions, self.sample_rate, generator)
+        return limit_peak(x)
 
 
 def decode_cut(cut: Cut) -> tuple[torch.Tensor, int]:
