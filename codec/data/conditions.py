@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torchaudio.functional as AF
 
-from .transforms import fit_length
+from .transforms import fit_length, random_uniform
 
 DIRECT_TO_REVERB_DB = (0.0, 12.0)  # energy of the direct path over the reverberant tail, drawn per crop
 NOISE_TILT = (-2.0, 0.0)  # noise power spectrum ~ f^tilt: 0 white, -1 pink, -2 brown
@@ -49,10 +49,6 @@ class ConditionsConfig:
     @property
     def active(self) -> bool:
         return max(self.reverb_prob, self.noise_prob, self.band_limit_prob) > 0
-
-
-def _uniform(low: float, high: float, generator: torch.Generator) -> float:
-    return low + (high - low) * torch.rand((), generator=generator, dtype=torch.float64).item()
 
 
 def room_impulse(rt60: float, direct_to_reverb_db: float, sample_rate: int, generator: torch.Generator) -> torch.Tensor:
@@ -101,18 +97,19 @@ def band_limit(x: torch.Tensor, cutoff_hz: float, sample_rate: int) -> torch.Ten
 def apply_conditions(x: torch.Tensor, config: ConditionsConfig, sample_rate: int,
                      generator: torch.Generator) -> torch.Tensor:
     """[C, T] -> [C, T]: reverberation, then noise, then a band limit, each with its probability."""
-    reverb = _uniform(0, 1, generator) < config.reverb_prob
-    impulse = room_impulse(_uniform(*config.rt60_seconds, generator), _uniform(*DIRECT_TO_REVERB_DB, generator),
-                           sample_rate, generator)
+    reverb = random_uniform(0, 1, generator) < config.reverb_prob
+    rt60, direct_to_reverb_db = (random_uniform(*config.rt60_seconds, generator),
+                                 random_uniform(*DIRECT_TO_REVERB_DB, generator))
+    impulse = room_impulse(rt60, direct_to_reverb_db, sample_rate, generator)
     if reverb:
         x = reverberate(x, impulse)
-    noisy = _uniform(0, 1, generator) < config.noise_prob
-    snr = _uniform(*config.snr_db, generator)
-    noise = colored_noise(tuple(x.shape), _uniform(*NOISE_TILT, generator), generator)
+    noisy = random_uniform(0, 1, generator) < config.noise_prob
+    snr = random_uniform(*config.snr_db, generator)
+    noise = colored_noise(tuple(x.shape), random_uniform(*NOISE_TILT, generator), generator)
     if noisy:
         x = add_noise(x, noise, snr)
-    limited = _uniform(0, 1, generator) < config.band_limit_prob
-    cutoff = _uniform(*config.cutoff_hz, generator)
+    limited = random_uniform(0, 1, generator) < config.band_limit_prob
+    cutoff = random_uniform(*config.cutoff_hz, generator)
     return band_limit(x, cutoff, sample_rate) if limited else x
 
 

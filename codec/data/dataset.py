@@ -19,7 +19,7 @@ from codec.audio.io import read_audio, resample, to_channels
 
 from .conditions import apply_conditions
 from .config import DataConfig
-from .transforms import (change_speed, fit_length, limit_peak, normalize_rms, random_choice, random_gain_db,
+from .transforms import (change_speed, fit_length, limit_peak, normalize_rms, random_choice, random_uniform,
                          random_offset)
 
 
@@ -85,7 +85,7 @@ class SegmentDataset(Dataset[torch.Tensor]):
         source_length = length if speed == 1.0 else math.ceil(length * speed) + 1  # resampling may lose one
         x = fit_length(x, source_length, random_offset(x.shape[-1], source_length, generator))
         x = fit_length(change_speed(x, speed), length)
-        gain_db = random_gain_db(*self.config.gain_db, generator)
+        gain_db = random_uniform(*self.config.gain_db, generator)
         x = x * 10 ** (gain_db / 20)  # a new tensor: the cached clip is never modified
         if self.config.conditions.active:
             x = apply_conditions(x, self.config.conditions, self.sample_rate, generator)

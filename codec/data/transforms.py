@@ -43,8 +43,8 @@ def random_offset(num_samples: int, length: int, generator: torch.Generator) -> 
     return int(torch.randint(span, (1,), generator=generator).item())
 
 
-def random_gain_db(low: float, high: float, generator: torch.Generator) -> float:
-    """A gain drawn uniformly from [low, high] dB."""
+def random_uniform(low: float, high: float, generator: torch.Generator) -> float:
+    """A number drawn uniformly from [low, high] (a gain in dB, a reverberation time, ...)."""
     u = torch.rand((), generator=generator, dtype=torch.float64).item()
     return low + (high - low) * u
 
