@@ -1,7 +1,9 @@
 """Synthesize a multilingual speech corpus for codec training (codec/data/multilingual.py):
-gettext catalog phrases read by espeak-ng in about 50 languages, 4 of them held out.
+gettext catalog phrases read by espeak-ng in about 50 languages, 4 of them held out, or by the
+installed festival voices (9 languages, 3 voices held out).
 
     python scripts/multilingual_corpus.py --out multilingual --minutes 20
+    python scripts/multilingual_corpus.py --out festival_voices --minutes 40 --engine festival
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (rerun to resume)")
     parser.add_argument("--minutes", type=float, default=20.0, help="minutes of training speech (about)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engine", choices=("espeak-ng", "festival"), default="espeak-ng", help="TTS engine")
     parser.add_argument("--workers", type=int, default=2, help="TTS processes at once")
     args = parser.parse_args()
     try:
-        total = len(plan_corpus(args.out, args.minutes, args.seed))
+        total = len(plan_corpus(args.out, args.minutes, args.seed, engine=args.engine))
         with Progress(console=Console(stderr=True)) as progress:
             task = progress.add_task("synthesizing", total=total)
             made = build_multilingual_corpus(args.out, args.minutes, args.seed, max(1, args.workers),
-                                             advance=lambda: progress.advance(task))
+                                             advance=lambda: progress.advance(task), engine=args.engine)
     except CodecError as e:
         sys.exit(f"error: {e}")
-    print(", ".join(f"{split} {minutes:.1f} min" for split, minutes in sorted(made.items())) + f" in {args.out}")
+    print(", ".join(f"{split} {minutes:.1f} min" for split, minutes in sorted(made.minutes.items())) + f" in {args.out}")
+    if made.skipped:
+        print(f"skipped {len(made.skipped)} sentences the voices could not speak, e.g. {made.skipped[0]}")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from codec.data.multilingual import (HELD_OUT_LANGUAGES, LANGUAGES, MIN_PHRASES, build_multilingual_corpus,
-                                     catalog_phrases, plan_corpus)
-from codec.data.tts import available_engines
+import codec.data.multilingual as multilingual
+from codec.data.multilingual import (FESTIVAL_VOICES, HELD_OUT_FESTIVAL_VOICES, HELD_OUT_LANGUAGES, LANGUAGES,
+                                     MIN_PHRASES, build_multilingual_corpus, catalog_phrases, installed_festival_voices,
+                                     plan_corpus)
+from codec.data.tts import SynthesisFailed, Voice, available_engines, synthesize
 from codec.errors import CodecError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +94,7 @@ def test_a_small_corpus_resumes(tmp_path):
     out = tmp_path / "corpus"
     made = build_multilingual_corpus(out, minutes=0.05, seed=1, workers=2, locale_dir=root)
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert {r["split"] for r in rows} == {"train", "heldout"} and made["train"] > 0 and made["heldout"] > 0
+    assert {r["split"] for r in rows} == {"train", "heldout"} and made.minutes["train"] > 0 and made.minutes["heldout"] > 0 and not made.skipped
     for row in rows:
         info = sf.info(out / row["path"])
         assert info.samplerate == 16000 and info.channels == 1 and info.duration > 0.5
@@ -100,3 +102,91 @@ def test_a_small_corpus_resumes(tmp_path):
     stamps = {r["path"]: (out / r["path"]).stat().st_mtime_ns for r in rows}
     assert build_multilingual_corpus(out, minutes=0.05, seed=1, workers=2, locale_dir=root) == made
     assert stamps == {r["path"]: (out / r["path"]).stat().st_mtime_ns for r in rows}  # kept, not remade
+
+
+def festival_tree(root: Path, voices: list[str]) -> Path:
+    """A /usr/share/festival/voices look-alike holding ``voices`` (and a voice this corpus does not use)."""
+    for name in [*voices, "some_other_voice"]:
+        (root / "anylanguage" / name).mkdir(parents=True)
+    return root
+
+
+def test_the_festival_plan_reads_each_voice_its_language_in_its_encoding(tmp_path):
+    voices = festival_tree(tmp_path / "voices", ["czech_machac", "czech_ph", "msu_ru_nsh_clunits", "ked_diphone"])
+    assert installed_festival_voices(voices) == ["czech_machac", "czech_ph", "ked_diphone", "msu_ru_nsh_clunits"]
+    root = locale_tree(tmp_path / "locale", {"cs": MIN_PHRASES, "ru": MIN_PHRASES})
+    write_mo(root / "en_GB" / "LC_MESSAGES" / "gtk.mo", {f"m{i}": f"Colour number {i:c}" for i in range(65, 95)})
+    write_mo(root / "cs" / "LC_MESSAGES" / "more.mo", {"x": "Příliš žluťoučký kůň", "y": "Привет мир"})
+    out = tmp_path / "corpus"
+    clips = plan_corpus(out, minutes=2.0, seed=3, locale_dir=root, engine="festival", festival_dir=voices)
+    assert clips == plan_corpus(out, minutes=2.0, seed=3, locale_dir=root, engine="festival", festival_dir=voices)
+    by_voice = {name: [c for c in clips if c.voice.name == name] for name in {c.voice.name for c in clips}}
+    assert set(by_voice) == {"czech_machac", "czech_ph", "msu_ru_nsh_clunits", "ked_diphone"}
+    assert "czech_ph" in HELD_OUT_FESTIVAL_VOICES and len(by_voice["czech_ph"]) == multilingual.HELDOUT_CLIPS
+    assert all(c.path.parent == out / "heldout" / "czech_ph" for c in by_voice["czech_ph"])
+    assert len(by_voice["czech_machac"]) == len(by_voice["ked_diphone"]) > multilingual.HELDOUT_CLIPS
+    assert all(c.path.parent == out / "train" / "czech_machac" for c in by_voice["czech_machac"])
+    for name, voice_clips in by_voice.items():
+        locale, encoding, _ = FESTIVAL_VOICES[name]
+        assert all(c.voice == Voice("festival", name, encoding=encoding) and c.language == locale for c in voice_clips)
+        for clip in voice_clips:
+            clip.text.encode(encoding)  # every sentence can be handed to the voice
+    czech = " ".join(c.text for c in by_voice["czech_machac"] + by_voice["czech_ph"])
+    assert "cs" in czech and "žluťoučký" in czech and "Привет" not in czech  # Cyrillic has no ISO-8859-2 form
+    assert all(c.text.startswith("Colour number") for c in by_voice["ked_diphone"])  # the British catalogs
+
+
+def test_festival_without_voices_or_an_unknown_engine_is_one_clear_error(tmp_path):
+    root = locale_tree(tmp_path / "locale", {"cs": MIN_PHRASES})
+    with pytest.raises(CodecError, match=r"No festival voice of this corpus is installed under .*festvox-czech-ph"):
+        plan_corpus(tmp_path / "out", 1.0, locale_dir=root, engine="festival", festival_dir=festival_tree(
+            tmp_path / "none", []))
+    with pytest.raises(CodecError, match="No installed festival training voice has 20 or more usable phrases"):
+        plan_corpus(tmp_path / "out", 1.0, locale_dir=root, engine="festival",
+                    festival_dir=festival_tree(tmp_path / "voices", ["czech_ph", "msu_ru_nsh_clunits"]))
+    with pytest.raises(CodecError, match="unknown engine 'flite'; expected espeak-ng or festival"):
+        plan_corpus(tmp_path / "out", 1.0, engine="flite")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "multilingual_corpus.py"), "--out",
+                             str(tmp_path / "out"), "--engine", "sapi"], capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice: 'sapi'" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_sentences_a_voice_cannot_speak_are_skipped_and_reported(tmp_path, monkeypatch):
+    root = locale_tree(tmp_path / "locale", {"de": MIN_PHRASES, "nl": MIN_PHRASES})
+    out = tmp_path / "corpus"
+    clips = plan_corpus(out, minutes=0.05, seed=1, locale_dir=root)
+    failing = {clips[0].path, clips[-1].path}
+
+    def fake_synthesis(voice: Voice, text: str, path: Path) -> float:
+        if path in failing:
+            raise SynthesisFailed(f"{voice.engine} wrote no audio for {text!r}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, [0.1] * 16000, 16000)
+        return 1.0
+
+    monkeypatch.setattr(multilingual, "synthesize_once", fake_synthesis)
+    made = build_multilingual_corpus(out, minutes=0.05, seed=1, workers=2, locale_dir=root)
+    assert made.skipped == tuple(str(p.relative_to(out)) for p in sorted(failing, key=[c.path for c in clips].index))
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in rows] == [str(c.path.relative_to(out)) for c in clips if c.path not in failing]
+    assert sum(made.minutes.values()) == pytest.approx(len(rows) / 60)
+    failing.update(c.path for c in clips)  # nothing can be spoken: an error, and the manifest is not rewritten
+    with pytest.raises(CodecError, match="espeak-ng could not speak any sentence of the corpus"):
+        build_multilingual_corpus(out, minutes=0.05, seed=1, workers=2, locale_dir=root)
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == len(rows)
+
+
+ITALIAN = Path("/usr/share/festival/voices/italian/lp_diphone")
+
+
+@pytest.mark.skipif(not ITALIAN.is_dir(), reason="needs festival's Italian voice (apt-get install festvox-italp16k)")
+def test_festival_reads_text_in_the_voice_encoding(tmp_path):
+    text = "funzionalità della città"
+    seconds = synthesize(Voice("festival", "lp_diphone", encoding="latin-1"), text, tmp_path / "it.wav")
+    info = sf.info(tmp_path / "it.wav")
+    assert info.samplerate == 16000 and info.duration == pytest.approx(seconds) and seconds > 1.0
+    audio, _ = sf.read(tmp_path / "it.wav")
+    assert abs(audio).max() > 0.05  # speech, not silence
+    with pytest.raises(SynthesisFailed, match=r"festival \(lp_diphone\) wrote no audio for 'funzionalit"):
+        synthesize(Voice("festival", "lp_diphone"), text, tmp_path / "utf8.wav")  # UTF-8 bytes: no rule matches
+    assert not (tmp_path / "utf8.wav").exists()

@@ -2,12 +2,24 @@
 
 Text: the translated strings of the system's gettext catalogs (``/usr/share/locale/<locale>/LC_MESSAGES``:
 program messages, and the country, region, language and currency names of iso-codes), joined
-into sentences of a few phrases. Speech: espeak-ng in each catalog's language, with a seeded
-variant (male, female, klatt), rate and pitch per sentence.
+into sentences of a few phrases. Speech, by ``engine``:
 
-    OUT/train/<language>/<n>.wav (+ .txt)    training languages
-    OUT/heldout/<language>/<n>.wav (+ .txt)  HELD_OUT_LANGUAGES: evaluation only
-    OUT/manifest.jsonl                       {"path", "text", "language", "voice", "split"} per clip
+- ``espeak-ng`` (formant synthesis) in each catalog's language, with a seeded variant (male,
+  female, klatt), rate and pitch per sentence;
+
+      OUT/train/<language>/<n>.wav (+ .txt)    training languages
+      OUT/heldout/<language>/<n>.wav (+ .txt)  HELD_OUT_LANGUAGES: evaluation only
+
+- ``festival``, its installed diphone, unit-selection and HTS voices (``FESTIVAL_VOICES``: Czech,
+  Finnish, Italian, Russian, Hindi, Marathi, Telugu, Catalan, English), each reading its own
+  language. Their voices are resynthesized from recordings of people, so the waveform keeps
+  a natural glottal fine structure that formant synthesis lacks.
+
+      OUT/train/<voice>/<n>.wav (+ .txt)       training voices
+      OUT/heldout/<voice>/<n>.wav (+ .txt)     HELD_OUT_FESTIVAL_VOICES: evaluation only
+
+``OUT/manifest.jsonl`` holds {"path", "text", "language", "voice", "split"} per clip. A sentence
+the voice cannot speak (a character its rules lack) is skipped and reported.
 
 Everything follows from the seed and the catalogs; files already there are kept, so an
 interrupted run resumes.
@@ -27,7 +39,7 @@ from pathlib import Path
 
 from ..errors import CodecError
 from ..files import atomic_write
-from .tts import Voice, synthesize_once
+from .tts import SynthesisFailed, Voice, synthesize_once
 
 LOCALE_DIR = Path("/usr/share/locale")
 # espeak-ng voice -> gettext locale: languages with both a voice and enough catalog text on Debian
@@ -43,7 +55,34 @@ HELD_OUT_LANGUAGES = frozenset({"nl", "pl", "tr", "vi"})  # no training clip spe
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt4")
 MIN_PHRASES = 20  # a language with fewer usable catalog phrases is skipped
 WORDS_PER_SECOND = 1.6  # about how fast espeak-ng speaks these texts (long words, CJK): sizes the clip count
-HELDOUT_CLIPS = 6  # per held-out language
+FESTIVAL_WORDS_PER_SECOND = 1.6  # the same for the festival voices
+HELDOUT_CLIPS = 6  # per held-out language or festival voice
+FESTIVAL_DIR = Path("/usr/share/festival/voices")
+# festival voice -> (gettext locale, text encoding, Debian package)
+FESTIVAL_VOICES: dict[str, tuple[str, str, str]] = {
+    "czech_dita": ("cs", "iso-8859-2", "festvox-czech-dita"),
+    "czech_krb": ("cs", "iso-8859-2", "festvox-czech-krb"),
+    "czech_machac": ("cs", "iso-8859-2", "festvox-czech-machac"),
+    "czech_ph": ("cs", "iso-8859-2", "festvox-czech-ph"),
+    "suo_fi_lj_diphone": ("fi", "latin-1", "festvox-suopuhe-lj"),
+    "hy_fi_mv_diphone": ("fi", "latin-1", "festvox-suopuhe-mv"),
+    "lp_diphone": ("it", "latin-1", "festvox-italp16k"),
+    "pc_diphone": ("it", "latin-1", "festvox-itapc16k"),
+    "msu_ru_nsh_clunits": ("ru", "utf-8", "festvox-ru"),
+    "hindi_NSK_diphone": ("hi", "utf-8", "festvox-hi-nsk"),
+    "marathi_NSK_diphone": ("mr", "utf-8", "festvox-mr-nsk"),
+    "telugu_NSK_diphone": ("te", "utf-8", "festvox-te-nsk"),
+    "upc_ca_ona_hts": ("ca", "utf-8", "festvox-ca-ona-hts"),
+    "ked_diphone": ("en", "utf-8", "festvox-kdlpc16k"),
+}
+HELD_OUT_FESTIVAL_VOICES = frozenset({"czech_ph", "hy_fi_mv_diphone", "lp_diphone"})  # evaluation only
+ENGLISH_LOCALE = "en_GB"  # English text for the English voices: the British catalogs (iso-codes names)
+
+
+@dataclass(frozen=True)
+class CorpusTotals:
+    minutes: dict[str, float]  # speech per split ("train", "heldout")
+    skipped: tuple[str, ...]  # clips (paths in the corpus) whose sentence the voice could not speak
 
 
 @dataclass(frozen=True)
@@ -81,12 +120,23 @@ def _sentence(rng: random.Random, phrases: list[str], min_words: int = 6) -> str
     return ", ".join(parts) + "."
 
 
-def plan_corpus(out: Path, minutes: float, seed: int = 0, locale_dir: Path = LOCALE_DIR) -> list[Clip]:
+def installed_festival_voices(voice_dir: Path = FESTIVAL_DIR) -> list[str]:
+    """The ``FESTIVAL_VOICES`` installed under ``voice_dir`` (``<language>/<voice>/`` folders), sorted."""
+    found = {p.name for p in voice_dir.glob("*/*") if p.is_dir()}
+    return sorted(v for v in FESTIVAL_VOICES if v in found)
+
+
+def plan_corpus(out: Path, minutes: float, seed: int = 0, locale_dir: Path = LOCALE_DIR, engine: str = "espeak-ng",
+                festival_dir: Path = FESTIVAL_DIR) -> list[Clip]:
     """The clips of the corpus (what ``build_multilingual_corpus`` synthesizes), in order."""
     if not minutes > 0:
         raise CodecError(f"--minutes must be > 0, got {minutes}.")
     if out.exists() and not out.is_dir():
         raise CodecError(f"{out} exists and is not a folder.")
+    if engine == "festival":
+        return _plan_festival(out, minutes, seed, locale_dir, festival_dir)
+    if engine != "espeak-ng":
+        raise CodecError(f"unknown engine {engine!r}; expected espeak-ng or festival.")
     phrases = {lang: catalog_phrases(locale, locale_dir) for lang, locale in LANGUAGES.items()}
     phrases = {lang: p for lang, p in phrases.items() if len(p) >= MIN_PHRASES}
     training = [lang for lang in phrases if lang not in HELD_OUT_LANGUAGES]
@@ -105,15 +155,54 @@ def plan_corpus(out: Path, minutes: float, seed: int = 0, locale_dir: Path = LOC
     return clips
 
 
-def build_multilingual_corpus(out: Path, minutes: float, seed: int = 0, workers: int = 2,
-                              locale_dir: Path = LOCALE_DIR, advance: Callable[[], None] = lambda: None
-                              ) -> dict[str, float]:
-    """Synthesize about ``minutes`` of training speech in the catalogs' languages (plus the held-out
-    languages' clips); returns minutes per split."""
-    clips = plan_corpus(out, minutes, seed, locale_dir)
+def _plan_festival(out: Path, minutes: float, seed: int, locale_dir: Path, festival_dir: Path) -> list[Clip]:
+    voices = installed_festival_voices(festival_dir)
+    if not voices:
+        packages = " ".join(package for _, _, package in FESTIVAL_VOICES.values())
+        raise CodecError(f"No festival voice of this corpus is installed under {festival_dir} "
+                         f"(apt-get install festival {packages}).")
+    phrases: dict[str, list[str]] = {}
+    for voice in voices:
+        locale, encoding, _ = FESTIVAL_VOICES[voice]
+        phrases[voice] = [p for p in catalog_phrases(ENGLISH_LOCALE if locale == "en" else locale, locale_dir)
+                          if _encodable(p, encoding)]
+    voices = [v for v in voices if len(phrases[v]) >= MIN_PHRASES]
+    training = [v for v in voices if v not in HELD_OUT_FESTIVAL_VOICES]
+    if not training:
+        raise CodecError(f"No installed festival training voice has {MIN_PHRASES} or more usable phrases in the "
+                         f"gettext catalogs under {locale_dir} (install iso-codes or translated packages).")
+    rng = random.Random(seed)
+    per_voice = max(1, round(minutes * 60 * FESTIVAL_WORDS_PER_SECOND / 9 / len(training)))
+    clips = []
+    for name in voices:
+        locale, encoding, _ = FESTIVAL_VOICES[name]
+        split = "heldout" if name in HELD_OUT_FESTIVAL_VOICES else "train"
+        voice = Voice("festival", name, encoding=encoding)
+        for n in range(HELDOUT_CLIPS if split == "heldout" else per_voice):
+            clips.append(Clip(out / split / name / f"{n:04d}.wav", voice, _sentence(rng, phrases[name]), locale))
+    return clips
 
-    def run(clip: Clip) -> float:
-        seconds = synthesize_once(clip.voice, clip.text, clip.path)
+
+def _encodable(text: str, encoding: str) -> bool:
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def build_multilingual_corpus(out: Path, minutes: float, seed: int = 0, workers: int = 2,
+                              locale_dir: Path = LOCALE_DIR, advance: Callable[[], None] = lambda: None,
+                              engine: str = "espeak-ng", festival_dir: Path = FESTIVAL_DIR) -> CorpusTotals:
+    """Synthesize about ``minutes`` of training speech with ``engine`` in the catalogs' languages (plus
+    the held-out languages' or voices' clips)."""
+    clips = plan_corpus(out, minutes, seed, locale_dir, engine, festival_dir)
+
+    def run(clip: Clip) -> float | None:
+        try:
+            seconds = synthesize_once(clip.voice, clip.text, clip.path)
+        except SynthesisFailed:
+            seconds = None
         advance()
         return seconds
 
@@ -121,9 +210,12 @@ def build_multilingual_corpus(out: Path, minutes: float, seed: int = 0, workers:
         durations = list(pool.map(run, clips))
     rows = [{"path": str(c.path.relative_to(out)), "text": c.text, "language": c.language, "voice": c.voice.id,
              "split": c.path.parent.parent.name} for c in clips]
+    made = [(row, seconds) for row, seconds in zip(rows, durations) if seconds is not None]
+    if not made:
+        raise CodecError(f"{engine} could not speak any sentence of the corpus (first: {clips[0].text[:40]!r}).")
     with atomic_write(out / "manifest.jsonl", force=True) as tmp:
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    totals: dict[str, float] = {}
-    for row, seconds in zip(rows, durations):
-        totals[row["split"]] = totals.get(row["split"], 0.0) + seconds / 60
-    return totals
+        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row, _ in made))
+    minutes_per_split: dict[str, float] = {}
+    for row, seconds in made:
+        minutes_per_split[row["split"]] = minutes_per_split.get(row["split"], 0.0) + seconds / 60
+    return CorpusTotals(minutes_per_split, tuple(row["path"] for row, seconds in zip(rows, durations) if seconds is None))

@@ -2,8 +2,9 @@
 
     apt-get install espeak-ng flite festival      (festival brings the kal_diphone voice)
 
-A ``Voice`` is an engine, a voice name and, for espeak-ng, a speaking rate (words per minute)
-and pitch (0-99); ``synthesize`` writes 16 kHz mono 16-bit audio. ``VOICES`` lists the voices
+A ``Voice`` is an engine, a voice name, for espeak-ng a speaking rate (words per minute) and
+pitch (0-99), and for festival the text encoding its voice reads (Czech ISO-8859-2, Finnish
+Latin-1); ``synthesize`` writes 16 kHz mono 16-bit audio. ``VOICES`` lists the voices
 used for synthetic corpora; those in ``HELD_OUT`` are kept out of training, for evaluation.
 """
 
@@ -30,6 +31,7 @@ class Voice:
     name: str  # espeak-ng voice (+variant), flite voice, festival voice
     rate: int = 160  # espeak-ng words per minute
     pitch: int = 50  # espeak-ng pitch, 0-99
+    encoding: str = "utf-8"  # festival: how the voice wants its text
 
     @property
     def id(self) -> str:
@@ -79,17 +81,24 @@ def available_engines() -> set[str]:
     return {engine for engine, command in commands.items() if shutil.which(command)}
 
 
+class SynthesisFailed(CodecError):
+    """The engine ran but could not speak this text (a character or word its voice has no rule for)."""
+
+
 def synthesize(voice: Voice, text: str, out: Path) -> float:
-    """Speak ``text`` with ``voice`` into ``out`` (16 kHz mono, 16-bit); returns its duration in seconds."""
+    """Speak ``text`` with ``voice`` into ``out`` (16 kHz mono, 16-bit); returns its duration in seconds.
+    Raises ``SynthesisFailed`` when the engine fails on the text or writes no audio."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         try:
-            subprocess.run(voice.command(text, raw), input=text if voice.engine == "festival" else None,
-                           capture_output=True, text=True, timeout=120, check=True)
+            subprocess.run(voice.command(text, raw), input=text.encode(voice.encoding) if voice.engine == "festival"
+                           else None, capture_output=True, timeout=120, check=True)
         except FileNotFoundError:
             raise CodecError(f"{voice.engine} is not installed (apt-get install {voice.engine}).") from None
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-            raise CodecError(f"{voice.engine} failed on {text[:40]!r} ({' '.join(str(e).split())[:200]}).") from None
+            raise SynthesisFailed(f"{voice.engine} failed on {text[:40]!r} ({' '.join(str(e).split())[:200]}).") from None
+        if not raw.is_file() or raw.stat().st_size <= 44:  # 44 bytes: a WAV header and no samples
+            raise SynthesisFailed(f"{voice.engine} ({voice.name}) wrote no audio for {text[:40]!r}.")
         audio = read_audio(raw)
     samples = resample(audio.samples.mean(0, keepdim=True), audio.sample_rate, SAMPLE_RATE)
     peak = float(samples.abs().max())
