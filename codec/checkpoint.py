@@ -50,8 +50,10 @@ MODEL_TYPES = {  # model_type -> "module:class" of the model
     "image_flow_lm": "slm.image_flow:ImageFlowLM",
 }
 _V1_NAMES = {"n_q": "num_codebooks"}  # keys renamed in format version 2 (inside "quantizer" sections)
-# quantizer keys added after fingerprints were first recorded: left out of the hash at these defaults
-_LATER_QUANTIZER_DEFAULTS = {"lfq_bits": 10, "entropy_weight": 0.1, "restart_dead_codes": False}
+_LATER_DEFAULTS = {  # config keys added after models were fingerprinted, per section: left out at their default
+    "quantizer": {"lfq_bits": 10, "entropy_weight": 0.1, "restart_dead_codes": False},
+    "decoder": {"subframes": 1},
+}
 
 
 def model_class(model_type: str) -> type[nn.Module]:
@@ -134,12 +136,12 @@ def read_checkpoint_info(directory: str | Path, model_type: str | None = None) -
     return CheckpointInfo(directory, found_type, config, dict(document.get("metadata") or {}), n_params)
 
 
-def _without_defaults(data: Any, defaults: dict[str, Any], inside: str = "quantizer") -> Any:
-    """``data`` without the keys of every ``inside`` section that hold their value in ``defaults``."""
+def _without_defaults(data: Any, later: dict[str, dict[str, Any]]) -> Any:
+    """``data`` without the keys of every section named in ``later`` that hold their value there."""
     if not isinstance(data, dict):
         return data
-    return {key: ({k: v for k, v in value.items() if k not in defaults or defaults[k] != v}
-                  if key == inside and isinstance(value, dict) else _without_defaults(value, defaults, inside))
+    return {key: ({k: v for k, v in value.items() if k not in later[key] or later[key][k] != v}
+                  if key in later and isinstance(value, dict) else _without_defaults(value, later))
             for key, value in data.items()}
 
 
@@ -159,7 +161,7 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu",
 
 def model_fingerprint(model: nn.Module) -> str:
     """16 hex digits identifying the config and weights (what .cdc files record)."""
-    config = _without_defaults(_rename_keys(config_to_dict(model.config), _V1_NAMES), _LATER_QUANTIZER_DEFAULTS)
+    config = _without_defaults(_rename_keys(config_to_dict(model.config), _V1_NAMES), _LATER_DEFAULTS)
     if getattr(model, "model_type", "") == "audio_codec" and config.get("decoder", 0) is None:  # a later key
         del config["decoder"]
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())

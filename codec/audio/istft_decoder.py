@@ -1,19 +1,23 @@
 """A causal Vocos-style decoder: ConvNeXt blocks at the frame rate, then an inverse STFT.
 
     latent [B, D, F] -> causal conv -> N causal ConvNeXt blocks -> linear head
-        -> per frame: log-magnitude and phase of n_fft // 2 + 1 bins -> windowed irfft
-        -> overlap-add with hop = the codec's hop -> audio [B, 1, F * hop]
+        -> per frame: K sub-frames, each the log-magnitude and phase of n_fft // 2 + 1 bins
+        -> windowed irfft -> overlap-add with hop s = the codec's hop / K -> audio [B, 1, F * hop]
 
 All the network's work happens at the frame rate (50 Hz for hop 320 at 16 kHz), so it costs a
 fraction of a SEANet decoder's transposed-convolution stack, which runs at the sample rate.
+``subframes`` (K) sets the STFT's time resolution: K = 1 gives one 40 ms window per 20 ms frame;
+K = 4 gives four 10 ms windows at 5 ms hops, whose phases only have to agree over 5 ms (a low
+voice's harmonics drift out of phase across a 20 ms hop at the smallest pitch error).
 
-Causal alignment: frame t has heard the input up to sample (t + 1) * hop, so its window of
-``n_fft = 2 * hop`` samples (a periodic sqrt-Hann, whose squares of two halves sum to one) ends
-there: it covers [(t - 1) * hop, (t + 1) * hop). Output samples [t * hop, (t + 1) * hop) are the
-second half of frame t plus the first half of frame t + 1: complete one frame later (20 ms at
-hop 320). ``forward`` returns all F * hop samples, the last hop only half windowed (nothing
-follows it); streaming ``forward`` returns the completed samples and keeps the pending hop, which
-``flush`` returns, so that the streamed output equals the offline one.
+Causal alignment: sub-frame m (the j-th of frame t, m = t * K + j) has heard the input up to
+sample (t + 1) * hop >= (m + 1) * s, so its window of ``n_fft = 2 * s`` samples (a periodic
+sqrt-Hann, whose squares of two halves sum to one) ends there: it covers [(m - 1) * s, (m + 1) * s).
+Output samples [m * s, (m + 1) * s) are the second half of sub-frame m plus the first half of
+sub-frame m + 1: complete one sub-frame later (20 ms at hop 320 and K = 1). ``forward`` returns all
+F * hop samples, the last s only half windowed (nothing follows them); streaming ``forward``
+returns the completed samples and keeps the pending s, which ``flush`` returns, so that the
+streamed output equals the offline one.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ class ISTFTDecoderConfig:
     n_layers: int = 8
     kernel_size: int = 7  # causal depthwise conv of each block (frames)
     layer_scale: float = 0.125  # initial scale of each block's residual branch
+    subframes: int = 1  # STFT frames per latent frame (hop / subframes samples apart)
 
     def __post_init__(self) -> None:
-        for name in ("dim", "intermediate_dim", "n_layers", "kernel_size"):
+        for name in ("dim", "intermediate_dim", "n_layers", "kernel_size", "subframes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"decoder.{name} must be positive, got {getattr(self, name)}")
         if not self.layer_scale > 0:
@@ -69,34 +74,39 @@ class _OverlapState:
 
 
 class ISTFTDecoder(StreamingModule[_OverlapState]):
-    """[B, latent_dim, F] -> [B, 1, F * hop] through an inverse STFT of window 2 * hop."""
+    """[B, latent_dim, F] -> [B, 1, F * hop] through an inverse STFT of window 2 * hop / subframes."""
 
     def __init__(self, latent_dim: int, hop_length: int, config: ISTFTDecoderConfig) -> None:
         super().__init__()
-        self.hop, self.n_fft = hop_length, 2 * hop_length
+        if hop_length % config.subframes:
+            raise ValueError(f"decoder.subframes ({config.subframes}) must divide the hop length ({hop_length})")
+        self.subframes = config.subframes
+        self.hop = hop_length // config.subframes  # samples between STFT frames
+        self.n_fft = 2 * self.hop
         self.bins = self.n_fft // 2 + 1
         self.embed = StreamableConv1d(latent_dim, config.dim, config.kernel_size, causal=True)
         self.norm = nn.LayerNorm(config.dim)
         self.blocks = nn.Sequential(*(ConvNeXtBlock(config) for _ in range(config.n_layers)))
         self.final_norm = nn.LayerNorm(config.dim)
-        self.head = nn.Linear(config.dim, 2 * self.bins)
+        self.head = nn.Linear(config.dim, self.subframes * 2 * self.bins)
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True).sqrt(), persistent=False)
 
     def frames(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent [B, D, F] -> windowed time frames [B, F, n_fft]."""
+        """Latent [B, D, F] -> windowed time frames [B, F * subframes, n_fft]."""
         x = self.norm(self.embed(z).transpose(1, 2)).transpose(1, 2)
         x = self.final_norm(self.blocks(x).transpose(1, 2))  # [B, F, dim]
-        log_magnitude, phase = self.head(x).float().chunk(2, dim=-1)
+        spectra = self.head(x).float().reshape(x.shape[0], -1, 2 * self.bins)  # [B, F * subframes, 2 * bins]
+        log_magnitude, phase = spectra.chunk(2, dim=-1)
         magnitude = log_magnitude.clamp(max=12.0).exp()  # exp(12) ~ 1.6e5: a bound against overflow
-        spectrum = torch.polar(magnitude, phase)  # [B, F, bins]
+        spectrum = torch.polar(magnitude, phase)  # [B, F * subframes, bins]
         return torch.fft.irfft(spectrum, n=self.n_fft, dim=-1) * self.window
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        frames = self.frames(z)  # [B, F, 2 * hop]
+        frames = self.frames(z)  # [B, F * subframes, 2 * hop]
         batch, n_frames = frames.shape[:2]
         first, second = frames[..., : self.hop], frames[..., self.hop :]
         # output hop t = second half of frame t + first half of frame t + 1 (none after the last)
-        hops = second + torch.cat([first[:, 1:], first.new_zeros(batch, 1, self.hop)], dim=1)  # [B, F, hop]
+        hops = second + torch.cat([first[:, 1:], first.new_zeros(batch, 1, self.hop)], dim=1)  # [B, F * subframes, hop]
         state = self.streaming_state
         if state is None:
             return hops.reshape(batch, 1, -1)
