@@ -54,8 +54,7 @@ LANGUAGES: dict[str, str] = {
 HELD_OUT_LANGUAGES = frozenset({"nl", "pl", "tr", "vi"})  # no training clip speaks these
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt4")
 MIN_PHRASES = 20  # a language with fewer usable catalog phrases is skipped
-WORDS_PER_SECOND = 1.6  # about how fast espeak-ng speaks these texts (long words, CJK): sizes the clip count
-FESTIVAL_WORDS_PER_SECOND = 1.6  # the same for the festival voices
+WORDS_PER_SECOND = 1.6  # about how fast the voices speak these texts (long words, CJK): sizes the clip count
 HELDOUT_CLIPS = 6  # per held-out language or festival voice
 FESTIVAL_DIR = Path("/usr/share/festival/voices")
 # festival voice -> (gettext locale, text encoding, Debian package)
@@ -128,7 +127,7 @@ def installed_festival_voices(voice_dir: Path = FESTIVAL_DIR) -> list[str]:
 
 def plan_corpus(out: Path, minutes: float, seed: int = 0, locale_dir: Path = LOCALE_DIR, engine: str = "espeak-ng",
                 festival_dir: Path = FESTIVAL_DIR) -> list[Clip]:
-    """The clips of the corpus (what ``build_multilingual_corpus`` synthesizes), in order."""
+    """The clips of the corpus spoken by ``engine`` (what ``build_multilingual_corpus`` synthesizes), in order."""
     if not minutes > 0:
         raise CodecError(f"--minutes must be > 0, got {minutes}.")
     if out.exists() and not out.is_dir():
@@ -172,7 +171,7 @@ def _plan_festival(out: Path, minutes: float, seed: int, locale_dir: Path, festi
         raise CodecError(f"No installed festival training voice has {MIN_PHRASES} or more usable phrases in the "
                          f"gettext catalogs under {locale_dir} (install iso-codes or translated packages).")
     rng = random.Random(seed)
-    per_voice = max(1, round(minutes * 60 * FESTIVAL_WORDS_PER_SECOND / 9 / len(training)))
+    per_voice = max(1, round(minutes * 60 * WORDS_PER_SECOND / 9 / len(training)))
     clips = []
     for name in voices:
         locale, encoding, _ = FESTIVAL_VOICES[name]

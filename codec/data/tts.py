@@ -3,8 +3,8 @@
     apt-get install espeak-ng flite festival      (festival brings the kal_diphone voice)
 
 A ``Voice`` is an engine, a voice name, for espeak-ng a speaking rate (words per minute) and
-pitch (0-99), and for festival the text encoding its voice reads (Czech ISO-8859-2, Finnish
-Latin-1); ``synthesize`` writes 16 kHz mono 16-bit audio. ``VOICES`` lists the voices
+pitch (0-99), and for festival the text encoding its voice reads (Czech ISO-8859-2, Finnish and
+Italian Latin-1); ``synthesize`` writes 16 kHz mono 16-bit audio. ``VOICES`` lists the voices
 used for synthetic corpora; those in ``HELD_OUT`` are kept out of training, for evaluation.
 """
 
