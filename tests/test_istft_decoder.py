@@ -112,6 +112,8 @@ def test_subframes_overlap_add_at_a_finer_hop_and_stay_causal(monkeypatch):
     assert not torch.allclose(a[..., 6 * HOP - s : 6 * HOP], b[..., 6 * HOP - s : 6 * HOP])
     with pytest.raises(ValueError, match=r"decoder.subframes \(3\) must divide the hop length \(8\)"):
         ISTFTDecoder(4, HOP, ISTFTDecoderConfig(subframes=3))
+    with pytest.raises(ValueError, match=r"decoder.subframes \(3\) must divide the hop length \(320\)"):
+        AudioCodecConfig(decoder=ISTFTDecoderConfig(subframes=3))  # a config error, before any model is built
 
 
 def test_models_saved_before_subframes_existed_keep_their_fingerprint():

@@ -41,6 +41,9 @@ class AudioCodecConfig:
             raise ValueError("segment_seconds and normalize are for non-causal models (causal ones stream)")
         if self.decoder is not None and self.seanet.channels != 1:
             raise ValueError("the iSTFT decoder is for mono models (seanet.channels = 1)")
+        if self.decoder is not None and self.hop_length % self.decoder.subframes:
+            raise ValueError(f"decoder.subframes ({self.decoder.subframes}) must divide the hop length "
+                             f"({self.hop_length})")
 
     @property
     def hop_length(self) -> int:
