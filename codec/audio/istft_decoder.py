@@ -80,7 +80,6 @@ class ISTFTDecoder(StreamingModule[_OverlapState]):
         super().__init__()
         if hop_length % config.subframes:
             raise ValueError(f"decoder.subframes ({config.subframes}) must divide the hop length ({hop_length})")
-        self.subframes = config.subframes
         self.hop = hop_length // config.subframes  # samples between STFT frames
         self.n_fft = 2 * self.hop
         self.bins = self.n_fft // 2 + 1
@@ -88,7 +87,7 @@ class ISTFTDecoder(StreamingModule[_OverlapState]):
         self.norm = nn.LayerNorm(config.dim)
         self.blocks = nn.Sequential(*(ConvNeXtBlock(config) for _ in range(config.n_layers)))
         self.final_norm = nn.LayerNorm(config.dim)
-        self.head = nn.Linear(config.dim, self.subframes * 2 * self.bins)
+        self.head = nn.Linear(config.dim, config.subframes * 2 * self.bins)  # per latent frame: K sub-frames
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True).sqrt(), persistent=False)
 
     def frames(self, z: torch.Tensor) -> torch.Tensor:
@@ -105,8 +104,8 @@ class ISTFTDecoder(StreamingModule[_OverlapState]):
         frames = self.frames(z)  # [B, F * subframes, 2 * hop]
         batch, n_frames = frames.shape[:2]
         first, second = frames[..., : self.hop], frames[..., self.hop :]
-        # output hop t = second half of frame t + first half of frame t + 1 (none after the last)
-        hops = second + torch.cat([first[:, 1:], first.new_zeros(batch, 1, self.hop)], dim=1)  # [B, F * subframes, hop]
+        # output hop t = second half of (sub-)frame t + first half of frame t + 1 (none after the last)
+        hops = second + torch.cat([first[:, 1:], first.new_zeros(batch, 1, self.hop)], dim=1)  # [B, F * K, hop]
         state = self.streaming_state
         if state is None:
             return hops.reshape(batch, 1, -1)

@@ -160,11 +160,12 @@ def _plan_festival(out: Path, minutes: float, seed: int, locale_dir: Path, festi
         packages = " ".join(package for _, _, package in FESTIVAL_VOICES.values())
         raise CodecError(f"No festival voice of this corpus is installed under {festival_dir} "
                          f"(apt-get install festival {packages}).")
+    locales = {FESTIVAL_VOICES[v][0] for v in voices}  # each locale's catalogs are read once
+    catalogs = {locale: catalog_phrases(ENGLISH_LOCALE if locale == "en" else locale, locale_dir) for locale in locales}
     phrases: dict[str, list[str]] = {}
     for voice in voices:
         locale, encoding, _ = FESTIVAL_VOICES[voice]
-        phrases[voice] = [p for p in catalog_phrases(ENGLISH_LOCALE if locale == "en" else locale, locale_dir)
-                          if _encodable(p, encoding)]
+        phrases[voice] = [p for p in catalogs[locale] if _encodable(p, encoding)]
     voices = [v for v in voices if len(phrases[v]) >= MIN_PHRASES]
     training = [v for v in voices if v not in HELD_OUT_FESTIVAL_VOICES]
     if not training:
@@ -217,4 +218,5 @@ def build_multilingual_corpus(out: Path, minutes: float, seed: int = 0, workers:
     minutes_per_split: dict[str, float] = {}
     for row, seconds in made:
         minutes_per_split[row["split"]] = minutes_per_split.get(row["split"], 0.0) + seconds / 60
-    return CorpusTotals(minutes_per_split, tuple(row["path"] for row, seconds in zip(rows, durations) if seconds is None))
+    skipped = tuple(row["path"] for row, seconds in zip(rows, durations) if seconds is None)
+    return CorpusTotals(minutes_per_split, skipped)

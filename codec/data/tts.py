@@ -96,7 +96,8 @@ def synthesize(voice: Voice, text: str, out: Path) -> float:
         except FileNotFoundError:
             raise CodecError(f"{voice.engine} is not installed (apt-get install {voice.engine}).") from None
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-            raise SynthesisFailed(f"{voice.engine} failed on {text[:40]!r} ({' '.join(str(e).split())[:200]}).") from None
+            detail = " ".join(str(e).split())[:200]
+            raise SynthesisFailed(f"{voice.engine} failed on {text[:40]!r} ({detail}).") from None
         if not raw.is_file() or raw.stat().st_size <= 44:  # 44 bytes: a WAV header and no samples
             raise SynthesisFailed(f"{voice.engine} ({voice.name}) wrote no audio for {text[:40]!r}.")
         audio = read_audio(raw)
