@@ -68,7 +68,7 @@ class SuiteConfig:
     train_steps: int = 5
     train_batch: int = 16
     train_crop_seconds: float = 0.5
-    recipe: Path = REPO / "recipes" / "devspeech" / "codec16k_v6.yaml"  # the default model's last stage
+    recipe: Path = REPO / "recipes" / "devspeech" / "codec16k_v7.yaml"  # the default model's last stage
     data_dir: Path | None = REPO.parent / "shared" / "data" / "devspeech"
     train_overrides: tuple[str, ...] = ("init_from=", "data.extra_train_dirs=[]")  # random weights, dev speech
     #   only: the step costs the same

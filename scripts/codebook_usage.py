@@ -4,7 +4,7 @@ A level whose clips use few of its codes carries few bits whatever the nominal b
 of the levels' entropies (bits per frame) times the frame rate bounds the information in the
 stream.
 
-    python scripts/codebook_usage.py devspeech_16khz_v6 --data build/heldout.jsonl
+    python scripts/codebook_usage.py devspeech_16khz_v7 --data build/heldout.jsonl
 """
 
 from __future__ import annotations

@@ -98,7 +98,9 @@ def test_registry_finds_models_by_name(tmp_path, monkeypatch):
     loaded = from_pretrained("my-codec")
     assert model_fingerprint(loaded) == model_fingerprint(codec)
     # bundled audio, image and video models, then user models
-    with pytest.raises(CodecError, match="registered: devspeech_16khz, devspeech_16khz_v2, devspeech_16khz_v3, devspeech_16khz_v4, devspeech_16khz_v5, devspeech_16khz_v6, digits_conv, digits_multiscale, moving_digits, "
+    with pytest.raises(CodecError, match="registered: devspeech_16khz, devspeech_16khz_v2, devspeech_16khz_v3, "
+                                         "devspeech_16khz_v4, devspeech_16khz_v5, devspeech_16khz_v6, "
+                                         "devspeech_16khz_v7, digits_conv, digits_multiscale, moving_digits, "
                                          "my-codec"):
         from_pretrained("nope")
 

@@ -13,6 +13,8 @@ from audiotools import AudioSignal
 from audiotools.metrics.spectral import MelSpectrogramLoss, MultiScaleSTFTLoss
 
 from codec.losses.spectral import (
+    ComplexLossConfig,
+    ComplexSTFTLoss,
     MelLossConfig,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
@@ -136,6 +138,7 @@ def all_losses() -> dict[str, torch.nn.Module]:
         "stft": MultiResolutionSTFTLoss(STFTLossConfig(mag_weight=1.0)),
         "l1": time_l1_loss,
         "phase": PhaseLoss(),
+        "complex": ComplexSTFTLoss(SR),
     }
 
 
@@ -171,6 +174,30 @@ def test_phase_loss_sees_phase_only(clean):
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="0 < hop <= n_fft"):
         PhaseLossConfig(n_fft=256, hop=512)
+
+
+def test_complex_loss_sees_phase_and_level_below_fmax(clean):
+    loss = ComplexSTFTLoss(SR)  # 0 ... 1 kHz
+    # a gain g scales the compressed spectrum by g ** 0.3; silence leaves the whole target; polarity doubles it
+    assert float(loss(0.5 * clean, clean)) == pytest.approx((1 - 0.5**0.3) ** 2, rel=1e-3)
+    assert float(loss(torch.zeros_like(clean), clean)) == pytest.approx(1.0, abs=1e-3)
+    assert float(loss(-clean, clean)) == pytest.approx(4.0, rel=1e-5)
+    delayed = [float(loss(torch.roll(clean, d, -1), clean)) for d in (1, 4, 16)]
+    assert 0 < delayed[0] < delayed[1] < delayed[2], delayed
+    # what happens above fmax is not compared (a 3 kHz tone, faded in and out so that it leaks no lower)
+    t = torch.arange(clean.shape[-1]) / SR
+    with_tone = clean + 0.1 * torch.hann_window(t.shape[0], periodic=False) * torch.sin(2 * torch.pi * 3000.0 * t)
+    assert float(loss(with_tone, clean)) < 1e-5
+    assert float(ComplexSTFTLoss(SR, ComplexLossConfig(fmax=4000.0))(with_tone, clean)) > 0.05
+    # silence where the target speaks: finite gradients
+    pred = clean.clone()
+    pred[..., 2000:6000] = 0
+    pred.requires_grad_(True)
+    loss(pred, clean).backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    for bad in ({"n_fft": 256, "hop": 512}, {"compress": 0.0}, {"fmax": -1.0}):
+        with pytest.raises(ValueError, match="complex loss needs"):
+            ComplexLossConfig(**bad)
 
 
 def test_si_sdr_known_values(clean):

@@ -32,7 +32,7 @@ def test_every_pretrained_and_bundled_architecture_is_covered():
     assert {"pretrained/encodec_24khz", "pretrained/encodec_48khz", "pretrained/dac_16khz", "pretrained/dac_24khz",
             "pretrained/dac_44khz", "bundled/devspeech_16khz", "bundled/devspeech_16khz_v2", "bundled/devspeech_16khz_v3",
             "bundled/devspeech_16khz_v4", "bundled/devspeech_16khz_v5",
-            "bundled/devspeech_16khz_v6"} <= names
+            "bundled/devspeech_16khz_v6", "bundled/devspeech_16khz_v7"} <= names
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)

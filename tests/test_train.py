@@ -145,7 +145,8 @@ def test_learning_rate_schedules():
 
 def test_training_writes_logs_checkpoints_and_a_usable_model(tmp_path, speech_folder):
     recipe = tiny_recipe(speech_folder, balancer=True, ema_decay=0.9, keep_checkpoints=1)
-    recipe["losses"].update(phase_weight=0.5, phase={"n_fft": 128, "hop": 32})
+    recipe["losses"].update(phase_weight=0.5, phase={"n_fft": 128, "hop": 32},
+                            complex_weight=0.5, complex={"n_fft": 256, "hop": 64, "fmax": 2000.0})
     config = load_train_config(recipe)
     results = Trainer(config, tmp_path / "run").fit()
     run = tmp_path / "run"
@@ -156,6 +157,8 @@ def test_training_writes_logs_checkpoints_and_a_usable_model(tmp_path, speech_fo
     events.Reload()
     phase = [e.value for e in events.Scalars("train/loss/phase")]  # every enabled loss is logged
     assert len(phase) == 4 and all(0 < v < 6 for v in phase)
+    complex_ = [e.value for e in events.Scalars("train/loss/complex")]
+    assert len(complex_) == 4 and all(0 < v <= 4 for v in complex_)
     model = from_pretrained(run / "best")
     assert model.config == config.model
 

@@ -43,7 +43,7 @@ is UTF-8 with surrogatepass, so that a folder name from os.fsdecode comes back u
 The bundled model devspeech_16khz (one piece, 12 levels of 1024 codes, a 16-hex fingerprint, a
 15-byte name) gets a 58-byte header: with the 4-byte CRC, 62 bytes besides the codes, against
 299-354 (n_q 1-12) in version 1. A 1-second clip at 6 kbps is then 812 bytes, 8.3% over the
-nominal bitrate (version 1: 1104 bytes, 47% over); with the default devspeech_16khz_v6 (an
+nominal bitrate (version 1: 1104 bytes, 47% over); with the default devspeech_16khz_v7 (an
 18-byte name) 815 bytes, 8.7% over.
 
 Version 1 (JSON header; big-endian)::

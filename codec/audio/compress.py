@@ -7,8 +7,8 @@ takes audio with C channels (mono is repeated, anything else is averaged to mono
 Causal models run chunk by chunk (``chunk_seconds``) through their streaming state, so a
 long file needs bounded memory and gives the codes of one offline pass, whatever the chunk
 size, up to float rounding: convolutions over other lengths round differently, which can flip
-a near-tie code (``devspeech_16khz_v6``, 10 s of speech: none with 2 s or 10 s chunks, 0.03% of
-the codes with 1 s chunks, 0.07% with 80 ms ones). Non-causal models code a fixed grid of
+a near-tie code (``devspeech_16khz_v7``, 10 s of speech: none with 1 s to 10 s chunks, 0.05% of
+the codes with 250 ms or 80 ms ones). Non-causal models code a fixed grid of
 overlapping segments (segments.py): the model's own ``segment_seconds`` (EnCodec 48 kHz: 1 s) or
 ``chunk_seconds``; an input no longer than one segment is coded in one pass. ``batch_size`` > 1
 codes that many equal-length segments at once (faster on a GPU); batched convolutions round

@@ -23,7 +23,7 @@ from .pretrained import PRETRAINED, entry_for_file, load_pretrained
 BUNDLED_DIR = Path(__file__).parent / "bundled"  # audio model folders shipped with the package
 BUNDLED_DIRS = (BUNDLED_DIR, *(Path(__file__).parent.parent / kind / "bundled" for kind in ("image", "video")))
 AUDIO_CODEC = "audio_codec"  # the model_type of the folders listed here
-DEFAULT_MODEL: str | None = "devspeech_16khz_v6"  # the shipped default (bundled/devspeech_16khz_v6/MODEL_CARD.md)
+DEFAULT_MODEL: str | None = "devspeech_16khz_v7"  # the shipped default (bundled/devspeech_16khz_v7/MODEL_CARD.md)
 
 
 def user_models_dir() -> Path:

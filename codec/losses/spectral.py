@@ -1,5 +1,5 @@
-"""Reconstruction losses on waveforms [B, C, T]: multi-scale mel, multi-resolution STFT, STFT phase, time L1,
-SI-SDR.
+"""Reconstruction losses on waveforms [B, C, T]: multi-scale mel, multi-resolution STFT, STFT phase, compressed
+complex STFT, time L1, SI-SDR.
 
 Every loss folds the audio channels into the batch, compares `pred` with `target` and returns a
 scalar (mean over items), differentiable w.r.t. `pred`. Spectra use a periodic Hann window,
@@ -235,6 +235,52 @@ class PhaseLoss(nn.Module):
             agreement = (view_p / size_p.clamp(min=1e-12) * view_t.conj()).real * size_p
             loss = loss + (weight - agreement).sum() / weight.sum().clamp(min=1e-12)
         return loss
+
+
+@dataclass(frozen=True)
+class ComplexLossConfig:
+    """Compressed complex STFT loss at one resolution (Hann window of n_fft samples), over 0 ... fmax Hz."""
+
+    n_fft: int = 1024
+    hop: int = 160
+    fmax: float = 1000.0  # bins above it are not compared; low harmonics are where a waveform's phase is coded
+    compress: float = 0.3  # magnitudes are raised to this power, phases kept
+    eps: float = 1e-6  # added to |S|^2 before compressing: keeps the gradient finite at silence
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hop <= self.n_fft:
+            raise ValueError(f"complex loss needs 0 < hop <= n_fft, got n_fft={self.n_fft}, hop={self.hop}")
+        if not (self.fmax > 0 and 0 < self.compress <= 1 and self.eps > 0):
+            raise ValueError(f"complex loss needs fmax > 0, 0 < compress <= 1 and eps > 0, got fmax={self.fmax}, "
+                             f"compress={self.compress}, eps={self.eps}")
+
+
+class ComplexSTFTLoss(nn.Module):
+    """How far pred's waveform is from target's below fmax, phase included: per item,
+    sum |C_p - C_t|^2 / sum |C_t|^2 over the bins up to fmax, with C = S (|S|^2 + eps)^((c - 1) / 2)
+    the power-law compressed STFT (speech enhancement's compressed complex spectra), averaged over items.
+
+    0 for a perfect copy, 1 for silence, about 2 for the right magnitudes with random phases: unlike
+    the magnitude losses it asks for the target's phase, and only where the codes can carry it.
+    """
+
+    def __init__(self, sample_rate: int, config: ComplexLossConfig = ComplexLossConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.bins = min(config.n_fft // 2, int(config.fmax * config.n_fft / sample_rate)) + 1
+        self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
+
+    def compressed(self, x: Tensor) -> Tensor:
+        """[N, T] -> compressed complex spectrum [N, bins, frames] up to fmax."""
+        s = _stft(x, self.config.n_fft, self.config.hop, self.window)[:, : self.bins]
+        return s * (s.real.square() + s.imag.square() + self.config.eps).pow((self.config.compress - 1) / 2)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        """pred, target [B, C, T] -> scalar loss."""
+        pred, target = _fold(pred, target)
+        p, t = self.compressed(pred), self.compressed(target)
+        error = (p - t).abs().square().flatten(1).sum(1)
+        return (error / t.abs().square().flatten(1).sum(1).clamp(min=1e-12)).mean()
 
 
 def spectral_convergence(mag_pred: Tensor, mag_target: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from typing import Literal
 from ..audio.model import AudioCodecConfig
 from ..data import DataConfig
 from ..discriminators import DiscriminatorConfig
-from ..losses.spectral import MelLossConfig, PhaseLossConfig, STFTLossConfig
+from ..losses.spectral import ComplexLossConfig, MelLossConfig, PhaseLossConfig, STFTLossConfig
 from .config import TrainConfig
 
 
@@ -25,6 +25,8 @@ class ReconstructionLossConfig:
     stft: STFTLossConfig = field(default_factory=STFTLossConfig)
     phase_weight: float = 0.0
     phase: PhaseLossConfig = field(default_factory=PhaseLossConfig)
+    complex_weight: float = 0.0
+    complex: ComplexLossConfig = field(default_factory=ComplexLossConfig)
     time_l1_weight: float = 0.0
     sisdr_weight: float = 0.0
 

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from ..audio.model import AudioCodec, CodecOutput
 from ..losses.adversarial import feature_matching_loss, generator_loss
 from ..losses.balancer import weighted_sum
-from ..losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss, PhaseLoss, SISDRLoss, TimeL1Loss
+from ..losses.spectral import (ComplexSTFTLoss, MultiResolutionSTFTLoss, MultiScaleMelLoss, PhaseLoss, SISDRLoss,
+                              TimeL1Loss)
 from .audio_config import AudioTrainConfig
 
 
@@ -53,6 +54,7 @@ class GeneratorLosses(nn.Module):
             "mel": (rc.mel_weight, lambda: MultiScaleMelLoss(sr, rc.mel)),
             "stft": (rc.stft_weight, lambda: MultiResolutionSTFTLoss(rc.stft)),
             "phase": (rc.phase_weight, lambda: PhaseLoss(rc.phase)),
+            "complex": (rc.complex_weight, lambda: ComplexSTFTLoss(sr, rc.complex)),
             "time_l1": (rc.time_l1_weight, TimeL1Loss),
             "sisdr": (rc.sisdr_weight, SISDRLoss),
         }
