@@ -4,6 +4,7 @@ installed festival voices (9 languages, 3 voices held out).
 
     python scripts/multilingual_corpus.py --out multilingual --minutes 20
     python scripts/multilingual_corpus.py --out festival_voices --minutes 40 --engine festival
+    python scripts/multilingual_corpus.py --out festival_pitch --minutes 40 --engine festival --pitch-factors 0.8 1.25
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", choices=("espeak-ng", "festival"), default="espeak-ng", help="TTS engine")
     parser.add_argument("--workers", type=int, default=2, help="TTS processes at once")
+    parser.add_argument("--pitch-factors", type=float, nargs="+", default=[1.0], metavar="F",
+                        help="festival: speak with the pitch targets times each F (diphone voices; default 1)")
     args = parser.parse_args()
     try:
-        total = len(plan_corpus(args.out, args.minutes, args.seed, engine=args.engine))
+        factors = tuple(args.pitch_factors)
+        total = len(plan_corpus(args.out, args.minutes, args.seed, engine=args.engine, pitch_factors=factors))
         with Progress(console=Console(stderr=True)) as progress:
             task = progress.add_task("synthesizing", total=total)
             made = build_multilingual_corpus(args.out, args.minutes, args.seed, max(1, args.workers),
-                                             advance=lambda: progress.advance(task), engine=args.engine)
+                                             advance=lambda: progress.advance(task), engine=args.engine,
+                                             pitch_factors=factors)
     except CodecError as e:
         sys.exit(f"error: {e}")
     print(", ".join(f"{split} {minutes:.1f} min" for split, minutes in sorted(made.minutes.items())) + f" in {args.out}")

@@ -152,6 +152,55 @@ def test_festival_without_voices_or_an_unknown_engine_is_one_clear_error(tmp_pat
     assert result.returncode == 2 and "invalid choice: 'sapi'" in result.stderr and not (tmp_path / "out").exists()
 
 
+def test_pitch_factors_make_more_voices_of_the_diphone_voices_only(tmp_path):
+    voices = festival_tree(tmp_path / "voices", ["czech_machac", "czech_ph", "msu_ru_nsh_clunits", "ked_diphone"])
+    root = locale_tree(tmp_path / "locale", {"cs": MIN_PHRASES, "ru": MIN_PHRASES})
+    write_mo(root / "en_GB" / "LC_MESSAGES" / "gtk.mo", {f"m{i}": f"Colour number {i:c}" for i in range(65, 95)})
+    out = tmp_path / "corpus"
+    plan = lambda *factors: plan_corpus(out, minutes=2.0, seed=3, locale_dir=root, engine="festival",
+                                        festival_dir=voices, pitch_factors=factors)
+    assert plan(1.0) == plan_corpus(out, minutes=2.0, seed=3, locale_dir=root, engine="festival", festival_dir=voices)
+    folders = {}
+    for clip in plan(0.8, 1.25):
+        folders.setdefault(clip.path.parent.relative_to(out).as_posix(), set()).add(clip.voice)
+    encodings = {name: FESTIVAL_VOICES[name][1] for name in FESTIVAL_VOICES}
+    assert folders == {  # the unit-selection voice has no pitch targets; the held-out voice keeps its own pitch
+        f"train/{name}_f0x{f:g}": {Voice("festival", name, encoding=encodings[name], f0_factor=f)}
+        for name in ("czech_machac", "ked_diphone") for f in (0.8, 1.25)} | {
+        "heldout/czech_ph": {Voice("festival", "czech_ph", encoding="iso-8859-2")}}
+    with_own = {clip.path.parent.name for clip in plan(1.0, 0.8)}
+    assert with_own == {"czech_machac", "czech_machac_f0x0.8", "ked_diphone", "ked_diphone_f0x0.8", "czech_ph",
+                        "msu_ru_nsh_clunits"}
+    assert Voice("festival", "ked_diphone", f0_factor=0.8).id == "festival_ked_diphone_f0x0.8"
+    with pytest.raises(CodecError, match="None of the installed festival training voices follows pitch factors"):
+        plan_corpus(out, 1.0, locale_dir=root, engine="festival", pitch_factors=(0.8,),
+                    festival_dir=festival_tree(tmp_path / "ru", ["czech_ph", "msu_ru_nsh_clunits"]))
+    with pytest.raises(CodecError, match=r"pitch factors must lie in \[0.5, 2\], got \[3.0\]"):
+        plan(3.0)
+    with pytest.raises(CodecError, match="pitch factors are for --engine festival"):
+        plan_corpus(out, 1.0, locale_dir=root, pitch_factors=(0.8,))
+    with pytest.raises(ValueError, match="f0_factor must lie in"):
+        Voice("festival", "ked_diphone", f0_factor=0.0)
+
+
+@pytest.mark.skipif("festival" not in available_engines(), reason="needs festival (apt-get install festival)")
+def test_festival_speaks_with_its_pitch_targets_scaled(tmp_path):
+    import librosa
+    import numpy as np
+
+    text = "The quick brown fox jumps over the lazy dog near the river bank."
+    seconds, median_f0 = {}, {}
+    for factor in (1.0, 0.7):
+        path = tmp_path / f"{factor}.wav"
+        seconds[factor] = synthesize(Voice("festival", "kal_diphone", f0_factor=factor), text, path)
+        audio, rate = sf.read(path, dtype="float32")
+        f0, _, _ = librosa.pyin(audio, fmin=50, fmax=400, sr=rate)
+        median_f0[factor] = float(np.nanmedian(f0))
+    assert seconds[0.7] == pytest.approx(seconds[1.0], abs=0.01)  # the same timing
+    assert 80 < median_f0[1.0] < 130  # kal: about 100 Hz
+    assert median_f0[0.7] / median_f0[1.0] == pytest.approx(0.7, abs=0.05)
+
+
 def test_sentences_a_voice_cannot_speak_are_skipped_and_reported(tmp_path, monkeypatch):
     root = locale_tree(tmp_path / "locale", {"de": MIN_PHRASES, "nl": MIN_PHRASES})
     out = tmp_path / "corpus"

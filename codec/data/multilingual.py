@@ -16,7 +16,13 @@ into sentences of a few phrases. Speech, by ``engine``:
   a natural glottal fine structure that formant synthesis lacks.
 
       OUT/train/<voice>/<n>.wav (+ .txt)       training voices
-      OUT/heldout/<voice>/<n>.wav (+ .txt)     HELD_OUT_FESTIVAL_VOICES: evaluation only
+      OUT/train/<voice>_f0x<f>/<n>.wav         ... with pitch factor f (``pitch_factors`` other than 1)
+      OUT/heldout/<voice>/<n>.wav (+ .txt)     HELD_OUT_FESTIVAL_VOICES: evaluation only, own pitch
+
+  ``pitch_factors`` (default 1: the voices' own pitch) make more voices of the same people: the
+  diphone voices speak with their pitch targets scaled, their recorded pulses moved apart or
+  together with the formants kept; the voices that ignore pitch targets (``FESTIVAL_OWN_PITCH``)
+  only speak at factor 1.
 
 ``OUT/manifest.jsonl`` holds {"path", "text", "language", "voice", "split"} per clip. A sentence
 the voice cannot speak (a character its rules lack) is skipped and reported.
@@ -75,6 +81,7 @@ FESTIVAL_VOICES: dict[str, tuple[str, str, str]] = {
     "ked_diphone": ("en", "utf-8", "festvox-kdlpc16k"),
 }
 HELD_OUT_FESTIVAL_VOICES = frozenset({"czech_ph", "hy_fi_mv_diphone", "lp_diphone"})  # evaluation only
+FESTIVAL_OWN_PITCH = frozenset({"msu_ru_nsh_clunits", "upc_ca_ona_hts"})  # unit selection, HTS: no pitch targets
 ENGLISH_LOCALE = "en_GB"  # English text for the English voices: the British catalogs (iso-codes names)
 
 
@@ -126,16 +133,20 @@ def installed_festival_voices(voice_dir: Path = FESTIVAL_DIR) -> list[str]:
 
 
 def plan_corpus(out: Path, minutes: float, seed: int = 0, locale_dir: Path = LOCALE_DIR, engine: str = "espeak-ng",
-                festival_dir: Path = FESTIVAL_DIR) -> list[Clip]:
+                festival_dir: Path = FESTIVAL_DIR, pitch_factors: tuple[float, ...] = (1.0,)) -> list[Clip]:
     """The clips of the corpus spoken by ``engine`` (what ``build_multilingual_corpus`` synthesizes), in order."""
     if not minutes > 0:
         raise CodecError(f"--minutes must be > 0, got {minutes}.")
     if out.exists() and not out.is_dir():
         raise CodecError(f"{out} exists and is not a folder.")
+    if not pitch_factors or not all(0.5 <= f <= 2.0 for f in pitch_factors):
+        raise CodecError(f"pitch factors must lie in [0.5, 2], got {list(pitch_factors)}.")
     if engine == "festival":
-        return _plan_festival(out, minutes, seed, locale_dir, festival_dir)
+        return _plan_festival(out, minutes, seed, locale_dir, festival_dir, tuple(dict.fromkeys(pitch_factors)))
     if engine != "espeak-ng":
         raise CodecError(f"unknown engine {engine!r}; expected espeak-ng or festival.")
+    if tuple(pitch_factors) != (1.0,):
+        raise CodecError("pitch factors are for --engine festival (espeak-ng voices vary their pitch already).")
     phrases = {lang: catalog_phrases(locale, locale_dir) for lang, locale in LANGUAGES.items()}
     phrases = {lang: p for lang, p in phrases.items() if len(p) >= MIN_PHRASES}
     training = [lang for lang in phrases if lang not in HELD_OUT_LANGUAGES]
@@ -154,7 +165,8 @@ def plan_corpus(out: Path, minutes: float, seed: int = 0, locale_dir: Path = LOC
     return clips
 
 
-def _plan_festival(out: Path, minutes: float, seed: int, locale_dir: Path, festival_dir: Path) -> list[Clip]:
+def _plan_festival(out: Path, minutes: float, seed: int, locale_dir: Path, festival_dir: Path,
+                   pitch_factors: tuple[float, ...]) -> list[Clip]:
     voices = installed_festival_voices(festival_dir)
     if not voices:
         packages = " ".join(package for _, _, package in FESTIVAL_VOICES.values())
@@ -171,15 +183,26 @@ def _plan_festival(out: Path, minutes: float, seed: int, locale_dir: Path, festi
     if not training:
         raise CodecError(f"No installed festival training voice has {MIN_PHRASES} or more usable phrases in the "
                          f"gettext catalogs under {locale_dir} (install iso-codes or translated packages).")
+    def factors(name: str) -> tuple[float, ...]:
+        if name in HELD_OUT_FESTIVAL_VOICES:
+            return (1.0,)  # evaluation: the voice as recorded
+        return tuple(f for f in pitch_factors if f == 1.0 or name not in FESTIVAL_OWN_PITCH)
+
+    speakers = sum(len(factors(name)) for name in training)
+    if not speakers:
+        raise CodecError(f"None of the installed festival training voices follows pitch factors {list(pitch_factors)} "
+                         f"(only {', '.join(sorted(FESTIVAL_OWN_PITCH))}: add 1 to the factors).")
     rng = random.Random(seed)
-    per_voice = max(1, round(minutes * 60 * WORDS_PER_SECOND / 9 / len(training)))
+    per_voice = max(1, round(minutes * 60 * WORDS_PER_SECOND / 9 / speakers))
     clips = []
     for name in voices:
         locale, encoding, _ = FESTIVAL_VOICES[name]
         split = "heldout" if name in HELD_OUT_FESTIVAL_VOICES else "train"
-        voice = Voice("festival", name, encoding=encoding)
-        for n in range(HELDOUT_CLIPS if split == "heldout" else per_voice):
-            clips.append(Clip(out / split / name / f"{n:04d}.wav", voice, _sentence(rng, phrases[name]), locale))
+        for factor in factors(name):
+            voice = Voice("festival", name, encoding=encoding, f0_factor=factor)
+            folder = out / split / (name if factor == 1.0 else f"{name}_f0x{factor:g}")
+            for n in range(HELDOUT_CLIPS if split == "heldout" else per_voice):
+                clips.append(Clip(folder / f"{n:04d}.wav", voice, _sentence(rng, phrases[name]), locale))
     return clips
 
 
@@ -193,10 +216,11 @@ def _encodable(text: str, encoding: str) -> bool:
 
 def build_multilingual_corpus(out: Path, minutes: float, seed: int = 0, workers: int = 2,
                               locale_dir: Path = LOCALE_DIR, advance: Callable[[], None] = lambda: None,
-                              engine: str = "espeak-ng", festival_dir: Path = FESTIVAL_DIR) -> CorpusTotals:
+                              engine: str = "espeak-ng", festival_dir: Path = FESTIVAL_DIR,
+                              pitch_factors: tuple[float, ...] = (1.0,)) -> CorpusTotals:
     """Synthesize about ``minutes`` of training speech with ``engine`` in the catalogs' languages (plus
     the held-out languages' or voices' clips)."""
-    clips = plan_corpus(out, minutes, seed, locale_dir, engine, festival_dir)
+    clips = plan_corpus(out, minutes, seed, locale_dir, engine, festival_dir, pitch_factors)
 
     def run(clip: Clip) -> float | None:
         try:

@@ -4,7 +4,9 @@
 
 A ``Voice`` is an engine, a voice name, for espeak-ng a speaking rate (words per minute) and
 pitch (0-99), and for festival the text encoding its voice reads (Czech ISO-8859-2, Finnish and
-Italian Latin-1); ``synthesize`` writes 16 kHz mono 16-bit audio. ``VOICES`` lists the voices
+Italian Latin-1) and a factor on its pitch targets (diphone voices follow it: their recorded
+pulses are moved apart or together, formants kept; unit-selection and HTS voices ignore it);
+``synthesize`` writes 16 kHz mono 16-bit audio. ``VOICES`` lists the voices
 used for synthetic corpora; those in ``HELD_OUT`` are kept out of training, for evaluation.
 """
 
@@ -32,11 +34,18 @@ class Voice:
     rate: int = 160  # espeak-ng words per minute
     pitch: int = 50  # espeak-ng pitch, 0-99
     encoding: str = "utf-8"  # festival: how the voice wants its text
+    f0_factor: float = 1.0  # festival: pitch targets times this
+
+    def __post_init__(self) -> None:
+        if not 0.25 <= self.f0_factor <= 4.0:
+            raise ValueError(f"f0_factor must lie in [0.25, 4], got {self.f0_factor}")
 
     @property
     def id(self) -> str:
         base = f"{self.engine}_{self.name}".replace("+", "-")
-        return f"{base}_r{self.rate}_p{self.pitch}" if self.engine == "espeak-ng" else base
+        if self.engine == "espeak-ng":
+            return f"{base}_r{self.rate}_p{self.pitch}"
+        return base if self.f0_factor == 1.0 else f"{base}_f0x{self.f0_factor:g}"
 
     def command(self, text: str, out: Path) -> list[str]:
         if self.engine == "espeak-ng":
@@ -44,8 +53,17 @@ class Voice:
         if self.engine == "flite":
             return ["flite", "-voice", self.name, "-t", text, "-o", str(out)]
         if self.engine == "festival":
-            return ["text2wave", "-eval", f"(voice_{self.name})", "-o", str(out)]
+            pitch = [] if self.f0_factor == 1.0 else ["-eval", _SCALED_F0.format(factor=self.f0_factor)]
+            return ["text2wave", "-eval", f"(voice_{self.name})", *pitch, "-o", str(out)]
         raise ValueError(f"unknown TTS engine {self.engine!r}")
+
+
+# festival: wrap the waveform module so that every pitch target of the utterance is scaled first
+_SCALED_F0 = """(begin (set! unscaled_wave_synth Wave_Synth)
+ (define (Wave_Synth utt)
+  (mapcar (lambda (target) (item.set_feat target "f0" (* {factor} (item.feat target "f0"))))
+          (utt.relation.items utt 'Target))
+  (unscaled_wave_synth utt)))"""
 
 
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
