@@ -183,6 +183,7 @@ def _plan_festival(out: Path, minutes: float, seed: int, locale_dir: Path, festi
     if not training:
         raise CodecError(f"No installed festival training voice has {MIN_PHRASES} or more usable phrases in the "
                          f"gettext catalogs under {locale_dir} (install iso-codes or translated packages).")
+
     def factors(name: str) -> tuple[float, ...]:
         if name in HELD_OUT_FESTIVAL_VOICES:
             return (1.0,)  # evaluation: the voice as recorded
