@@ -45,7 +45,7 @@ from pathlib import Path
 
 from ..errors import CodecError
 from ..files import atomic_write
-from .tts import SynthesisFailed, Voice, synthesize_once
+from .tts import F0_FACTORS, SynthesisFailed, Voice, synthesize_once
 
 LOCALE_DIR = Path("/usr/share/locale")
 # espeak-ng voice -> gettext locale: languages with both a voice and enough catalog text on Debian
@@ -139,8 +139,9 @@ def plan_corpus(out: Path, minutes: float, seed: int = 0, locale_dir: Path = LOC
         raise CodecError(f"--minutes must be > 0, got {minutes}.")
     if out.exists() and not out.is_dir():
         raise CodecError(f"{out} exists and is not a folder.")
-    if not pitch_factors or not all(0.5 <= f <= 2.0 for f in pitch_factors):
-        raise CodecError(f"pitch factors must lie in [0.5, 2], got {list(pitch_factors)}.")
+    low, high = F0_FACTORS
+    if not pitch_factors or not all(low <= f <= high for f in pitch_factors):
+        raise CodecError(f"pitch factors must lie in [{low:g}, {high:g}], got {list(pitch_factors)}.")
     if engine == "festival":
         return _plan_festival(out, minutes, seed, locale_dir, festival_dir, tuple(dict.fromkeys(pitch_factors)))
     if engine != "espeak-ng":
@@ -201,7 +202,7 @@ def _plan_festival(out: Path, minutes: float, seed: int, locale_dir: Path, festi
         split = "heldout" if name in HELD_OUT_FESTIVAL_VOICES else "train"
         for factor in factors(name):
             voice = Voice("festival", name, encoding=encoding, f0_factor=factor)
-            folder = out / split / (name if factor == 1.0 else f"{name}_f0x{factor:g}")
+            folder = out / split / (name + voice.pitch_suffix)
             for n in range(HELDOUT_CLIPS if split == "heldout" else per_voice):
                 clips.append(Clip(folder / f"{n:04d}.wav", voice, _sentence(rng, phrases[name]), locale))
     return clips

@@ -25,6 +25,7 @@ from ..audio.io import read_audio, resample
 from ..errors import CodecError
 
 SAMPLE_RATE = 16000
+F0_FACTORS = (0.5, 2.0)  # the pitch factors a festival voice takes (lowest, highest)
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,18 @@ class Voice:
     f0_factor: float = 1.0  # festival: pitch targets times this
 
     def __post_init__(self) -> None:
-        if not 0.25 <= self.f0_factor <= 4.0:
-            raise ValueError(f"f0_factor must lie in [0.25, 4], got {self.f0_factor}")
+        if not F0_FACTORS[0] <= self.f0_factor <= F0_FACTORS[1]:
+            raise ValueError(f"f0_factor must lie in [{F0_FACTORS[0]:g}, {F0_FACTORS[1]:g}], got {self.f0_factor}")
+
+    @property
+    def pitch_suffix(self) -> str:
+        """"" at the voice's own pitch, else "_f0x<factor>" (in ids and corpus folder names)."""
+        return "" if self.f0_factor == 1.0 else f"_f0x{self.f0_factor:g}"
 
     @property
     def id(self) -> str:
         base = f"{self.engine}_{self.name}".replace("+", "-")
-        if self.engine == "espeak-ng":
-            return f"{base}_r{self.rate}_p{self.pitch}"
-        return base if self.f0_factor == 1.0 else f"{base}_f0x{self.f0_factor:g}"
+        return f"{base}_r{self.rate}_p{self.pitch}" if self.engine == "espeak-ng" else base + self.pitch_suffix
 
     def command(self, text: str, out: Path) -> list[str]:
         if self.engine == "espeak-ng":

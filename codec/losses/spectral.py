@@ -35,6 +35,11 @@ def _stft(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
                       center=True, pad_mode="reflect", return_complex=True)
 
 
+def _power(z: Tensor) -> Tensor:
+    """|z|^2 of a complex tensor, without the square root (whose gradient is undefined at 0)."""
+    return z.real.square() + z.imag.square()
+
+
 def _magnitude(x: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
     """|STFT| of x [N, T] -> [N, n_fft // 2 + 1, frames]."""
     return _stft(x, n_fft, hop, window).abs()
@@ -273,14 +278,14 @@ class ComplexSTFTLoss(nn.Module):
     def compressed(self, x: Tensor) -> Tensor:
         """[N, T] -> compressed complex spectrum [N, bins, frames] up to fmax."""
         s = _stft(x, self.config.n_fft, self.config.hop, self.window)[:, : self.bins]
-        return s * (s.real.square() + s.imag.square() + self.config.eps).pow((self.config.compress - 1) / 2)
+        return s * (_power(s) + self.config.eps).pow((self.config.compress - 1) / 2)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """pred, target [B, C, T] -> scalar loss."""
         pred, target = _fold(pred, target)
         p, t = self.compressed(pred), self.compressed(target)
-        error = (p - t).abs().square().flatten(1).sum(1)
-        return (error / t.abs().square().flatten(1).sum(1).clamp(min=1e-12)).mean()
+        error, reference = _power(p - t).flatten(1).sum(1), _power(t).flatten(1).sum(1)
+        return (error / reference.clamp(min=1e-12)).mean()
 
 
 def spectral_convergence(mag_pred: Tensor, mag_target: Tensor) -> Tensor:
