@@ -121,6 +121,21 @@ def test_f0_metrics_match_torchcrepe(clean, degraded, scores, monkeypatch):
     assert (ours[0] - cents[0])[voiced[0]].abs().max() < 20.0
 
 
+def test_a_reference_is_pitch_analysed_once_per_process(clean, degraded, monkeypatch):
+    """f0_metrics caches the reference's analysis by its samples: the same reference against two
+    degraded clips is analysed once, with the scores of an uncached run; other samples are new."""
+    ref, a, b = clean[:8000], degraded[:8000], degraded[8000:16000]
+    expected = [M.f0_metrics(ref, deg, SR) for deg in (a, b)]
+    M._reference_pitch.cache_clear()
+    analysed = []
+    real_pitch = M._pitch
+    monkeypatch.setattr(M, "_pitch", lambda x, sr: (analysed.append(x.copy()), real_pitch(x, sr))[1])
+    assert [M.f0_metrics(ref.copy(), deg, SR) for deg in (a, b)] == expected
+    assert len(analysed) == 3 and np.array_equal(analysed[0], ref)  # the reference, then a and b
+    M.f0_metrics(a, ref, SR)
+    assert len(analysed) == 5
+
+
 def test_dnsmos_matches_speechmos(degraded):
     if not M.dnsmos_available():
         pytest.skip("speechmos / onnxruntime are not installed")

@@ -10,6 +10,7 @@ sinc, 6 zero crossings, rolloff 0.99); STOI resamples to 10 kHz itself (pystoi).
 from __future__ import annotations
 
 import functools
+import hashlib
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -194,18 +195,45 @@ def _crepe() -> PitchLoss:
     return PitchLoss(MODEL_RATE, "tiny", hop_ms=F0_HOP_MS, min_std=1e-10).eval()  # torchcrepe's floor
 
 
+class _Clip:
+    """A clip [T] hashed by its samples, so that an analysis of the same reference (one per system
+    compared with it) is computed once per process."""
+
+    def __init__(self, samples: np.ndarray) -> None:
+        self.samples = samples
+        self._key = (samples.dtype.str, samples.shape, hashlib.blake2b(samples.tobytes(), digest_size=16).digest())
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Clip) and self._key == other._key
+
+
+def _pitch(samples: np.ndarray, sr: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CREPE-tiny (cents [F], periodicity [F]) of one clip [T]."""
+    with torch.no_grad():
+        cents, periodicity = _crepe().analyse(_batch(_resample(samples, sr, MODEL_RATE)))
+    return cents[0], periodicity[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _reference_pitch(clip: _Clip, sr: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _pitch(clip.samples, sr)
+
+
 def f0_metrics(ref: Any, deg: Any, sr: int) -> dict[str, float | None]:
     """CREPE-tiny pitch every 10 ms: F0 RMSE in cents over frames voiced in both clips (None if
     there are none) and the V/UV error, the fraction of frames whose voicing decisions differ.
+    The reference's pitch is cached by its samples (the 64 latest references of this process).
     """
     ref, deg = _pair(ref, deg)
-    with torch.no_grad():
-        cents, periodicity = _crepe().analyse(_batch(_resample(ref, sr, MODEL_RATE), _resample(deg, sr, MODEL_RATE)))
-    voiced = periodicity > VOICING_THRESHOLD  # [2, F]
-    both = voiced[0] & voiced[1]
-    diff = (cents[0] - cents[1]).double()[both]
+    (ref_cents, ref_periodicity), (deg_cents, deg_periodicity) = _reference_pitch(_Clip(ref), sr), _pitch(deg, sr)
+    ref_voiced, deg_voiced = ref_periodicity > VOICING_THRESHOLD, deg_periodicity > VOICING_THRESHOLD  # [F]
+    both = ref_voiced & deg_voiced
+    diff = (ref_cents - deg_cents).double()[both]
     rmse = float(diff.pow(2).mean().sqrt()) if both.any() else None
-    return {"f0_rmse_cents": rmse, "vuv_error": float((voiced[0] != voiced[1]).double().mean())}
+    return {"f0_rmse_cents": rmse, "vuv_error": float((ref_voiced != deg_voiced).double().mean())}
 
 
 @functools.lru_cache(maxsize=1)
