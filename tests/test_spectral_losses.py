@@ -137,7 +137,7 @@ def all_losses() -> dict[str, torch.nn.Module]:
         "mel": MultiScaleMelLoss(SR, MelLossConfig(l2_weight=1.0, mag_weight=1.0)),
         "stft": MultiResolutionSTFTLoss(STFTLossConfig(mag_weight=1.0)),
         "l1": time_l1_loss,
-        "phase": PhaseLoss(),
+        "phase": PhaseLoss(SR),
         "complex": ComplexSTFTLoss(SR),
     }
 
@@ -159,7 +159,7 @@ def test_gradients_reach_pred(clean):
 
 
 def test_phase_loss_sees_phase_only(clean):
-    loss = PhaseLoss()
+    loss = PhaseLoss(SR)
     assert float(loss(0.3 * clean, clean)) == pytest.approx(0.0, abs=1e-6)  # gain is not phase
     # polarity: every bin's phase is off by pi (1 - cos = 2); its differences across bins and frames are not
     assert float(loss(-clean, clean)) == pytest.approx(2.0, abs=1e-5)
@@ -172,8 +172,37 @@ def test_phase_loss_sees_phase_only(clean):
     pred.requires_grad_(True)
     loss(pred, clean).backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    # the gradient turns phases and never scales magnitudes: a gain on a wrong prediction gets none
+    gain = torch.ones((), requires_grad=True)
+    loss(gain * add_noise(clean, 5.0), clean).backward()
+    assert abs(float(gain.grad)) < 1e-6
     with pytest.raises(ValueError, match="0 < hop <= n_fft"):
         PhaseLossConfig(n_fft=256, hop=512)
+
+
+def test_phase_loss_views_and_band(clean):
+    differences = PhaseLoss(SR, PhaseLossConfig(views=("group_delay", "frequency")))
+    # without the phase itself, a constant phase turn (polarity) costs nothing
+    assert float(differences(-clean, clean)) == pytest.approx(0.0, abs=1e-5)
+    # a smooth all-pass filter (group delay within +-2 ms) changes the phase far more than its differences
+    spectrum = torch.fft.rfft(clean.double())
+    group_delay = 2e-3 * torch.sin(torch.linspace(0, 3 * torch.pi, spectrum.shape[-1], dtype=torch.float64))
+    turn = -torch.cumsum(group_delay, 0) * 2 * torch.pi * SR / (2 * (spectrum.shape[-1] - 1))
+    all_passed = torch.fft.irfft(spectrum * torch.exp(1j * turn), n=clean.shape[-1]).float()
+    assert float(differences(all_passed, clean)) < 0.01 * float(PhaseLoss(SR)(all_passed, clean))
+    # bins above fmax are not compared: noise above 3 kHz leaves the 0-1 kHz loss (almost) at 0
+    noise = add_noise(clean, 0.0) - clean
+    high_noise = clean + torchaudio.functional.highpass_biquad(noise, SR, 3000.0)
+    low_noise = clean + torchaudio.functional.lowpass_biquad(noise, SR, 800.0)
+    low_band = PhaseLoss(SR, PhaseLossConfig(fmax=1000.0))
+    assert float(low_band(high_noise, clean)) < 0.1 * float(PhaseLoss(SR)(high_noise, clean))
+    assert float(low_band(high_noise, clean)) < 0.1 * float(low_band(low_noise, clean))
+    for bad, message in [({"views": ("pitch",)}, "views must be distinct names"),
+                         ({"views": ()}, "views must be distinct names"),
+                         ({"views": ("phase", "phase")}, "views must be distinct names"),
+                         ({"fmax": 0.0}, "fmax > 0")]:
+        with pytest.raises(ValueError, match=message):
+            PhaseLossConfig(**bad)
 
 
 def test_complex_loss_sees_phase_and_level_below_fmax(clean):

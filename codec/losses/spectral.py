@@ -198,22 +198,34 @@ class MultiResolutionSTFTLoss(nn.Module):
         return loss
 
 
+PHASE_VIEWS = ("phase", "group_delay", "frequency")
+
+
 @dataclass(frozen=True)
 class PhaseLossConfig:
-    """STFT phase loss at one resolution (Hann window of n_fft samples)."""
+    """STFT phase loss at one resolution (Hann window of n_fft samples), over 0 ... fmax Hz."""
 
     n_fft: int = 512
     hop: int = 128
+    fmax: float | None = None  # bins above it are not compared; None = every bin
+    views: tuple[str, ...] = PHASE_VIEWS  # which of the phase, its difference across bins, across frames
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "views", tuple(self.views))
         if not 0 < self.hop <= self.n_fft:
             raise ValueError(f"phase loss needs 0 < hop <= n_fft, got n_fft={self.n_fft}, hop={self.hop}")
+        if self.fmax is not None and not self.fmax > 0:
+            raise ValueError(f"phase loss needs fmax > 0 (or none), got {self.fmax}")
+        if not self.views or len(set(self.views)) != len(self.views) or not set(self.views) <= set(PHASE_VIEWS):
+            raise ValueError(f"phase loss views must be distinct names among {list(PHASE_VIEWS)}, got {list(self.views)}")
 
 
 class PhaseLoss(nn.Module):
-    """How far the STFT phase of pred is from target's, in three views (APNet's instantaneous phase,
-    group delay and instantaneous frequency), each as 1 - cos of the phase error, so wrapping never
-    matters: the phase of each bin, its difference to the next bin, and to the next frame.
+    """How far the STFT phase of pred is from target's, in up to three views (APNet's instantaneous
+    phase, group delay and instantaneous frequency), each as 1 - cos of the phase error, so wrapping
+    never matters: the phase of each bin, its difference to the next bin, and to the next frame.
+    Without the first view the loss ignores a constant phase turn, as the ear does: a smooth
+    all-pass filter changes the phase but hardly its differences.
 
     Each view's errors are averaged with weights |P| |T| of the two complex values compared: bins
     where either signal has no energy have no defined phase and do not count, and the gradient
@@ -221,25 +233,36 @@ class PhaseLoss(nn.Module):
     Each view lies in [0, 2]; the loss is their sum.
     """
 
-    def __init__(self, config: PhaseLossConfig = PhaseLossConfig()) -> None:
+    def __init__(self, sample_rate: int, config: PhaseLossConfig = PhaseLossConfig()) -> None:
         super().__init__()
         self.config = config
+        fmax = sample_rate / 2 if config.fmax is None else config.fmax
+        self.bins = min(config.n_fft // 2, int(fmax * config.n_fft / sample_rate)) + 1
         self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """pred, target [B, C, T] -> scalar loss."""
         pred, target = _fold(pred, target)
-        p, t = (_stft(x, self.config.n_fft, self.config.hop, self.window) for x in (pred, target))
+        p, t = (_stft(x, self.config.n_fft, self.config.hop, self.window)[:, : self.bins] for x in (pred, target))
         loss = pred.new_zeros(())
-        for view_p, view_t in ((p, t),
-                               (p[:, 1:] * p[:, :-1].conj(), t[:, 1:] * t[:, :-1].conj()),  # across bins
-                               (p[..., 1:] * p[..., :-1].conj(), t[..., 1:] * t[..., :-1].conj())):  # across frames
+        for view_p, view_t in ((_phase_view(p, name), _phase_view(t, name)) for name in self.config.views):
             size_p = view_p.abs().detach()
             weight = size_p * view_t.abs()
-            # |P| |T| cos(phase error), differentiated through P's phase only (magnitudes are the other losses' job)
-            agreement = (view_p / size_p.clamp(min=1e-12) * view_t.conj()).real * size_p
+            # |P| |T| cos(phase error), differentiated through P's phase only (magnitudes are the other losses'
+            # job): P / |P| has no radial gradient, whereas Re(P T*) would push |P| up wherever cos > 0
+            direction = view_p / view_p.abs().clamp(min=1e-12)
+            agreement = (direction * view_t.conj()).real * size_p
             loss = loss + (weight - agreement).sum() / weight.sum().clamp(min=1e-12)
         return loss
+
+
+def _phase_view(s: Tensor, name: str) -> Tensor:
+    """Complex spectrum [N, bins, frames] -> the values whose phases a PhaseLoss view compares."""
+    if name == "group_delay":
+        return s[:, 1:] * s[:, :-1].conj()  # across bins
+    if name == "frequency":
+        return s[..., 1:] * s[..., :-1].conj()  # across frames
+    return s
 
 
 @dataclass(frozen=True)

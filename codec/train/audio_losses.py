@@ -53,7 +53,7 @@ class GeneratorLosses(nn.Module):
         candidates = {
             "mel": (rc.mel_weight, lambda: MultiScaleMelLoss(sr, rc.mel)),
             "stft": (rc.stft_weight, lambda: MultiResolutionSTFTLoss(rc.stft)),
-            "phase": (rc.phase_weight, lambda: PhaseLoss(rc.phase)),
+            "phase": (rc.phase_weight, lambda: PhaseLoss(sr, rc.phase)),
             "complex": (rc.complex_weight, lambda: ComplexSTFTLoss(sr, rc.complex)),
             "time_l1": (rc.time_l1_weight, TimeL1Loss),
             "sisdr": (rc.sisdr_weight, SISDRLoss),
