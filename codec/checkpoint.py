@@ -52,7 +52,7 @@ MODEL_TYPES = {  # model_type -> "module:class" of the model
 _V1_NAMES = {"n_q": "num_codebooks"}  # keys renamed in format version 2 (inside "quantizer" sections)
 _LATER_DEFAULTS = {  # config keys added after models were fingerprinted, per section: left out at their default
     "quantizer": {"lfq_bits": 10, "entropy_weight": 0.1, "restart_dead_codes": False},
-    "decoder": {"subframes": 1, "phase_accumulation": False},
+    "decoder": {"subframes": 1},
 }
 
 

@@ -15,18 +15,13 @@ from codec.checkpoint import model_fingerprint
 HOP = 8
 TINY_DECODER = ISTFTDecoderConfig(dim=16, intermediate_dim=24, n_layers=2, kernel_size=3)
 SUBFRAMES_DECODER = ISTFTDecoderConfig(dim=16, intermediate_dim=24, n_layers=2, kernel_size=3, subframes=4)
-ACCUMULATING_DECODER = ISTFTDecoderConfig(dim=16, intermediate_dim=24, n_layers=2, kernel_size=3, subframes=2,
-                                          phase_accumulation=True)
 
 
 def tiny_codec(seed: int = 0, decoder: ISTFTDecoderConfig = TINY_DECODER) -> AudioCodec:
     torch.manual_seed(seed)
     config = AudioCodecConfig(seanet=SEANetConfig(n_filters=4, dimension=8, ratios=(4, 2), lstm_layers=1),
                               decoder=decoder)
-    codec = AudioCodec(config).eval()
-    if codec.decoder.increment_head is not None:  # as after training: increments that are not all zero
-        torch.nn.init.normal_(codec.decoder.increment_head.weight)
-    return codec
+    return AudioCodec(config).eval()
 
 
 def test_overlap_add_rebuilds_the_signal_whose_frames_it_is_given(monkeypatch):
@@ -55,8 +50,7 @@ def test_decoder_is_causal_with_one_hop_of_delay():
     assert not torch.allclose(a[..., 5 * HOP : 6 * HOP], b[..., 5 * HOP : 6 * HOP])
 
 
-@pytest.mark.parametrize("decoder", [TINY_DECODER, SUBFRAMES_DECODER, ACCUMULATING_DECODER],
-                         ids=["1 subframe", "4 subframes", "phase accumulation"])
+@pytest.mark.parametrize("decoder", [TINY_DECODER, SUBFRAMES_DECODER], ids=["1 subframe", "4 subframes"])
 @pytest.mark.parametrize("chunk", [1, 3, 7])
 def test_streamed_decoding_with_flush_equals_offline(chunk, decoder):
     codec = tiny_codec(decoder=decoder)
@@ -70,9 +64,7 @@ def test_streamed_decoding_with_flush_equals_offline(chunk, decoder):
             pieces.append(codec.decode_flush())
             assert codec.decode_flush().shape == (2, 1, 0)  # nothing is pending twice
     assert first == chunk * HOP - HOP // decoder.subframes  # the last sub-frame hop waits for the next frame
-    # accumulated phases also sum the float rounding by which a chunk's increments differ from offline's
-    torch.testing.assert_close(torch.cat(pieces, -1), offline, atol=2e-5 if decoder.phase_accumulation else 1e-6,
-                               rtol=0)
+    torch.testing.assert_close(torch.cat(pieces, -1), offline, atol=1e-6, rtol=0)
 
 
 def test_file_coding_of_an_istft_codec_keeps_the_length_and_equals_offline_decoding():
@@ -131,30 +123,3 @@ def test_models_saved_before_subframes_existed_keep_their_fingerprint():
     fingerprint = model_fingerprint(base)
     assert fingerprint == "f1343f6a3d547416"  # measured before the key was added
     assert model_fingerprint(tiny_codec(seed=1, decoder=SUBFRAMES_DECODER)) != fingerprint
-
-
-def test_accumulated_phase_keeps_a_tone_steady_and_starts_as_the_decoder_without_it():
-    """A tone at bin 1 (sample rate / n_fft, a period of two hops) turns by pi per hop: frames of one
-    fixed phase lose it (what they add up to repeats every hop), while an increment of pi per frame
-    continues it. A fresh increment head is zero, so a decoder gains it without changing its output."""
-    plain = ISTFTDecoder(4, HOP, TINY_DECODER).eval()
-    accumulating = ISTFTDecoder(4, HOP, ISTFTDecoderConfig(**{**vars(TINY_DECODER), "phase_accumulation": True}))
-    assert accumulating.load_state_dict(plain.state_dict(), strict=False).missing_keys == [
-        "increment_head.weight", "increment_head.bias"]
-    z = torch.randn(1, 4, 12)
-    with torch.no_grad():
-        torch.testing.assert_close(accumulating.eval()(z), plain(z), atol=0, rtol=0)
-        for decoder in (plain, accumulating):
-            decoder.head.weight.zero_()
-            decoder.head.bias.fill_(-30.0)  # log-magnitudes: silence but for bin 1; phases 0
-            decoder.head.bias[1] = 0.0
-            decoder.head.bias[decoder.bins :] = 0.0
-        accumulating.increment_head.bias[1] = torch.pi
-        fixed, continued = plain(z)[0, 0, HOP : 11 * HOP], accumulating(z)[0, 0, HOP : 11 * HOP]
-
-    def tone_share(y: torch.Tensor) -> float:  # share of y's energy (without DC) at the tone's frequency
-        power = torch.fft.rfft(y).abs().pow(2)[1:]
-        return float(power[len(y) // (2 * HOP) - 1] / power.sum())
-
-    assert tone_share(continued) > 0.9 and tone_share(fixed) < 1e-6
-    torch.testing.assert_close(continued[2 * HOP :], continued[: -2 * HOP], atol=1e-6, rtol=0)  # steady

@@ -18,12 +18,6 @@ sub-frame m + 1: complete one sub-frame later (20 ms at hop 320 and K = 1). ``fo
 F * hop samples, the last s only half windowed (nothing follows them); streaming ``forward``
 returns the completed samples and keeps the pending s, which ``flush`` returns, so that the
 streamed output equals the offline one.
-
-``phase_accumulation`` adds a second phase head: each bin's phase becomes the predicted phase plus
-the running sum, from the first frame on, of a predicted per-frame increment (its instantaneous
-frequency). A harmonic then stays coherent across frames whenever its increment is right, without
-the network tracking absolute time; the increment head starts at zero, so a decoder gains it
-without changing its output.
 """
 
 from __future__ import annotations
@@ -45,7 +39,6 @@ class ISTFTDecoderConfig:
     kernel_size: int = 7  # causal depthwise conv of each block (frames)
     layer_scale: float = 0.125  # initial scale of each block's residual branch
     subframes: int = 1  # STFT frames per latent frame (hop / subframes samples apart)
-    phase_accumulation: bool = False  # phase = predicted phase + running sum of predicted increments
 
     def __post_init__(self) -> None:
         for name in ("dim", "intermediate_dim", "n_layers", "kernel_size", "subframes"):
@@ -78,7 +71,6 @@ class ConvNeXtBlock(nn.Module):
 class _OverlapState:
     batch_size: int
     pending: torch.Tensor | None = None  # [B, 1, hop] second half of the last frame, awaiting the next one
-    phase: torch.Tensor | None = None  # [B, 1, bins] accumulated phase increments so far (phase_accumulation)
 
 
 class ISTFTDecoder(StreamingModule[_OverlapState]):
@@ -96,11 +88,6 @@ class ISTFTDecoder(StreamingModule[_OverlapState]):
         self.blocks = nn.Sequential(*(ConvNeXtBlock(config) for _ in range(config.n_layers)))
         self.final_norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, config.subframes * 2 * self.bins)  # per latent frame: K sub-frames
-        self.increment_head = None
-        if config.phase_accumulation:
-            self.increment_head = nn.Linear(config.dim, config.subframes * self.bins)
-            nn.init.zeros_(self.increment_head.weight)
-            nn.init.zeros_(self.increment_head.bias)
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True).sqrt(), persistent=False)
 
     def frames(self, z: torch.Tensor) -> torch.Tensor:
@@ -109,23 +96,9 @@ class ISTFTDecoder(StreamingModule[_OverlapState]):
         x = self.final_norm(self.blocks(x).transpose(1, 2))  # [B, F, dim]
         spectra = self.head(x).float().reshape(x.shape[0], -1, 2 * self.bins)  # [B, F * subframes, 2 * bins]
         log_magnitude, phase = spectra.chunk(2, dim=-1)
-        if self.increment_head is not None:
-            phase = phase + self._accumulated(self.increment_head(x).float().reshape_as(phase))
         magnitude = log_magnitude.clamp(max=12.0).exp()  # exp(12) ~ 1.6e5: a bound against overflow
         spectrum = torch.polar(magnitude, phase)  # [B, F * subframes, bins]
         return torch.fft.irfft(spectrum, n=self.n_fft, dim=-1) * self.window
-
-    def _accumulated(self, increments: torch.Tensor) -> torch.Tensor:
-        """Increments [B, frames, bins] -> their running sums from the stream's first frame, wrapped to
-        [0, 2 pi) (summed in float64, so that hours of frames keep their precision)."""
-        total = torch.cumsum(increments.double(), dim=1)
-        state = self.streaming_state
-        if state is not None:
-            if state.phase is not None:
-                total = total + state.phase
-            if total.shape[1]:
-                state.phase = torch.remainder(total[:, -1:], 2 * torch.pi)
-        return torch.remainder(total, 2 * torch.pi).to(increments.dtype)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         frames = self.frames(z)  # [B, F * subframes, 2 * hop]
