@@ -246,11 +246,12 @@ class PhaseLoss(nn.Module):
         p, t = (_stft(x, self.config.n_fft, self.config.hop, self.window)[:, : self.bins] for x in (pred, target))
         loss = pred.new_zeros(())
         for view_p, view_t in ((_phase_view(p, name), _phase_view(t, name)) for name in self.config.views):
-            size_p = view_p.abs().detach()
+            size_p = view_p.abs()
+            direction = view_p / size_p.clamp(min=1e-12)
+            size_p = size_p.detach()
             weight = size_p * view_t.abs()
             # |P| |T| cos(phase error), differentiated through P's phase only (magnitudes are the other losses'
             # job): P / |P| has no radial gradient, whereas Re(P T*) would push |P| up wherever cos > 0
-            direction = view_p / view_p.abs().clamp(min=1e-12)
             agreement = (direction * view_t.conj()).real * size_p
             loss = loss + (weight - agreement).sum() / weight.sum().clamp(min=1e-12)
         return loss
