@@ -236,8 +236,7 @@ class PhaseLoss(nn.Module):
     def __init__(self, sample_rate: int, config: PhaseLossConfig = PhaseLossConfig()) -> None:
         super().__init__()
         self.config = config
-        fmax = sample_rate / 2 if config.fmax is None else config.fmax
-        self.bins = min(config.n_fft // 2, int(fmax * config.n_fft / sample_rate)) + 1
+        self.bins = _bins_up_to(sample_rate / 2 if config.fmax is None else config.fmax, config.n_fft, sample_rate)
         self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -246,15 +245,20 @@ class PhaseLoss(nn.Module):
         p, t = (_stft(x, self.config.n_fft, self.config.hop, self.window)[:, : self.bins] for x in (pred, target))
         loss = pred.new_zeros(())
         for view_p, view_t in ((_phase_view(p, name), _phase_view(t, name)) for name in self.config.views):
-            size_p = view_p.abs()
-            direction = view_p / size_p.clamp(min=1e-12)
-            size_p = size_p.detach()
+            size = view_p.abs()
+            direction = view_p / size.clamp(min=1e-12)
+            size_p = size.detach()
             weight = size_p * view_t.abs()
             # |P| |T| cos(phase error), differentiated through P's phase only (magnitudes are the other losses'
             # job): P / |P| has no radial gradient, whereas Re(P T*) would push |P| up wherever cos > 0
             agreement = (direction * view_t.conj()).real * size_p
             loss = loss + (weight - agreement).sum() / weight.sum().clamp(min=1e-12)
         return loss
+
+
+def _bins_up_to(fmax: float, n_fft: int, sample_rate: int) -> int:
+    """How many of an n_fft-point STFT's bins lie at or below fmax Hz (all of them at or above Nyquist)."""
+    return min(n_fft // 2, int(fmax * n_fft / sample_rate)) + 1
 
 
 def _phase_view(s: Tensor, name: str) -> Tensor:
@@ -296,7 +300,7 @@ class ComplexSTFTLoss(nn.Module):
     def __init__(self, sample_rate: int, config: ComplexLossConfig = ComplexLossConfig()) -> None:
         super().__init__()
         self.config = config
-        self.bins = min(config.n_fft // 2, int(config.fmax * config.n_fft / sample_rate)) + 1
+        self.bins = _bins_up_to(config.fmax, config.n_fft, sample_rate)
         self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
 
     def compressed(self, x: Tensor) -> Tensor:
