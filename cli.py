@@ -291,6 +291,9 @@ def evaluate(
                                                               "its transcript of the original.")] = None,
     workers: Annotated[int, typer.Option(help="Processes for scoring (PESQ, STOI, ...).")] = max(1, min(4, os.cpu_count() or 1)),
     examples: Annotated[int, typer.Option(help="Clips drawn as spectrogram comparisons.")] = 3,
+    against: Annotated[Optional[list[str]], typer.Option(help="Also compare every other system with this one clip by "
+                                                              "clip (mean difference ± 95% CI, clips won), by its label "
+                                                              "in the table, e.g. \"Opus 6 kbps\" (repeatable).")] = None,
     force: Force = False,
     device: Device = "cpu",
 ) -> None:
@@ -299,8 +302,8 @@ def evaluate(
     from codec.audio.registry import DEFAULT_MODEL
     from codec.eval import asr
     from codec.eval.baselines import make_baselines
-    from codec.eval.report import markdown_table, wer_note, write_report
-    from codec.eval.runner import aggregate, evaluate as run_eval, find_clips
+    from codec.eval.report import markdown_table, paired_table, wer_note, write_report
+    from codec.eval.runner import aggregate, evaluate as run_eval, find_clips, paired_differences
     from codec.eval.metrics import ALL_METRICS
     from codec.eval.systems import neural_systems
 
@@ -310,6 +313,8 @@ def evaluate(
     if any(m.model.token_spec.modality != "audio" for m in loaded_models):
         from codec.visual_cli import evaluate_visual
 
+        if against:
+            raise CodecError("--against compares audio codecs clip by clip; drop it for image and video tokenizers.")
         return evaluate_visual(loaded_models, data, out, max_clips, bandwidth, baseline, metric)
     if metric and (unknown := sorted(set(metric) - {m.name for m in ALL_METRICS})):
         raise CodecError(f"Unknown metric(s) {', '.join(unknown)}; "
@@ -333,6 +338,9 @@ def evaluate(
     systems += baselines
     if not systems:
         raise CodecError("Nothing to evaluate: pass --model and/or --baseline.")
+    labels = [s.label for s in systems]
+    if unknown := [a for a in against or [] if a not in labels]:
+        raise CodecError(f"--against {unknown[0]!r} is none of the systems evaluated: {', '.join(map(repr, labels))}.")
     with Progress(console=stderr) as progress:
         task = progress.add_task("coding", total=len(clips) * len(systems))
         results = run_eval(systems, clips, workers, examples, lambda: progress.advance(task), metric)
@@ -340,9 +348,12 @@ def evaluate(
         raise CodecError(f"No clip in {data} could be evaluated ({len(results.unreadable)} unreadable).")
     metrics = [m.name for m in ALL_METRICS if any(r.get(m.name) is not None for r in results.rows)]
     summaries = aggregate(results.rows, metrics)
-    write_report(out, results, summaries, metrics, warnings, force=True)
-    stdout.print(markdown_table(summaries, [m for m in ("pesq_wb", "stoi", "wer", "mel_distance", "speaker_sim")
-                                            if m in metrics]), markup=False, soft_wrap=True)
+    paired = [e for label in dict.fromkeys(against or []) for e in paired_differences(results.rows, label, metrics)]
+    write_report(out, results, summaries, metrics, warnings, force=True, paired=paired)
+    shown = [m for m in ("pesq_wb", "stoi", "wer", "mel_distance", "speaker_sim") if m in metrics]
+    stdout.print(markdown_table(summaries, shown), markup=False, soft_wrap=True)
+    if paired:
+        stdout.print(paired_table(paired, shown), markup=False, soft_wrap=True)
     if "wer" in metrics:
         stdout.print(wer_note(results.rows), markup=False, soft_wrap=True)
     stdout.print(f"wrote {out}/results.json, results.csv, results.md, plot.png", markup=False)

@@ -11,7 +11,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 import cli
-from codec.eval.runner import aggregate, confidence_interval
+from codec.eval.runner import aggregate, confidence_interval, paired_differences, ratio_interval
 
 from .conftest import SAMPLES
 
@@ -47,6 +47,33 @@ def test_aggregate_per_group_and_overall():
     assert summaries["tts"]["pesq_wb"] == {"mean": 3.0, "ci95": 0.0, "n": 1, "skipped": 1}
     assert summaries["all"]["pesq_wb"]["mean"] == 3.0 and summaries["all"]["clips"] == 4
     assert summaries["all"]["actual_kbps"] == pytest.approx(6.4)
+
+
+def test_paired_differences_clip_by_clip():
+    def row(label, clip, group, pesq, mel, errors, words=4):
+        return {"label": label, "system": label, "clip": clip, "group": group, "pesq_wb": pesq,
+                "mel_distance": mel, "wer": None if words == 0 else errors / words, "wer_errors": errors,
+                "wer_words": words}
+
+    rows = [row("original", "c1", "real", None, None, 0),
+            row("a", "c1", "real", 2.5, 1.0, 1), row("b", "c1", "real", 2.0, 1.5, 2),
+            row("a", "c2", "real", 1.8, 1.2, 0, 2), row("b", "c2", "real", 2.0, 1.0, 0, 2),
+            row("a", "c3", "tts", 3.3, None, 2), row("b", "c3", "tts", 3.0, 1.1, 0),
+            row("a", "c4", "tts", 9.9, 0.1, 0)]  # c4: not coded by b, so not compared
+    entries = {e["group"]: e for e in paired_differences(rows, "b", ["pesq_wb", "mel_distance", "wer"])}
+    assert set(entries) == {"real", "tts", "all"}  # no entry for "original" or for b itself
+    every = entries["all"]
+    assert every["label"] == "a" and every["against"] == "b" and every["clips"] == 3
+    mean, half = confidence_interval([0.5, -0.2, 0.3])
+    assert every["pesq_wb"] == {"mean": pytest.approx(mean), "ci95": pytest.approx(half), "n": 3, "better": 2, "worse": 1}
+    # lower is better for the mel distance; c3 has no score for a, so only two pairs count
+    assert every["mel_distance"]["mean"] == pytest.approx(-0.15) and every["mel_distance"]["n"] == 2
+    assert (every["mel_distance"]["better"], every["mel_distance"]["worse"]) == (1, 1)
+    # WER: the difference of the corpus rates, (1 - 2 + 0 - 0 + 2 - 0) / (4 + 2 + 4)
+    rate, half = ratio_interval([-1, 0, 2], [4, 2, 4])
+    assert every["wer"] == {"mean": pytest.approx(0.1), "ci95": pytest.approx(half), "n": 3, "better": 1, "worse": 1}
+    assert rate == pytest.approx(0.1)
+    assert entries["tts"]["clips"] == 1 and "mel_distance" not in entries["tts"]  # no clip scored by both
 
 
 @pytest.mark.slow
@@ -93,12 +120,22 @@ def test_manifest_groups_real_and_synthetic(tmp_path, monkeypatch):
     manifest.write_text("".join(json.dumps({"path": n, "kind": "tts" if i == 0 else "real"}) + "\n"
                                 for i, n in enumerate(names)))
     out = tmp_path / "report"
-    result = runner.invoke(cli.app, ["eval", "--baseline", "opus:12", "--data", str(manifest), "--out", str(out),
-                                     "--workers", "1", "--examples", "0", "--metric", "stoi", "--metric", "pesq_wb"])
+    result = runner.invoke(cli.app, ["eval", "--baseline", "opus:6,12", "--data", str(manifest), "--out", str(out),
+                                     "--workers", "1", "--examples", "0", "--metric", "stoi", "--metric", "pesq_wb",
+                                     "--against", "Opus 6 kbps"])
     assert result.exit_code == 0, result.stderr
-    summary = json.loads((out / "results.json").read_text())["summary"]
+    document = json.loads((out / "results.json").read_text())
+    summary = document["summary"]
     assert {s["group"]: s["clips"] for s in summary} == {"real": 2, "tts": 1, "all": 3}
     assert "stoi" in summary[0] and "pesq_wb" in summary[0] and "mel_distance" not in summary[0]
+    # --against: Opus 12 kbps minus Opus 6 kbps, clip by clip, agrees with the per-clip rows
+    paired = {e["group"]: e for e in document["paired"]}
+    assert set(paired) == {"real", "tts", "all"} and paired["all"]["label"] == "Opus 12 kbps"
+    scores = {(r["label"], r["clip"]): r["pesq_wb"] for r in document["clips"]}
+    gains = [scores["Opus 12 kbps", c] - scores["Opus 6 kbps", c] for (label, c) in scores if label == "Opus 12 kbps"]
+    assert paired["all"]["pesq_wb"]["mean"] == pytest.approx(np.mean(gains))
+    assert paired["all"]["pesq_wb"]["better"] == 3  # twice the bits win on every clip
+    assert "## Clip by clip" in (out / "results.md").read_text() and "(3/3 better)" in result.stdout
 
 
 @pytest.mark.parametrize("setup, args, message", [
@@ -109,6 +146,8 @@ def test_manifest_groups_real_and_synthetic(tmp_path, monkeypatch):
      "aac"),
     (lambda p: (p.mkdir(), sf.write(p / "a.wav", np.zeros(1600, np.float32), 16000)),
      ["--baseline", "opus", "--metric", "mos"], "Unknown metric(s) mos"),
+    (lambda p: (p.mkdir(), sf.write(p / "a.wav", np.zeros(1600, np.float32), 16000)),
+     ["--baseline", "opus:6", "--against", "opus 6 kbps"], "'opus 6 kbps' is none of the systems evaluated: 'Opus 6 kbps'"),
 ])
 def test_bad_eval_requests_fail_cleanly(tmp_path, monkeypatch, setup, args, message):
     import codec.audio.registry as registry

@@ -81,9 +81,30 @@ def markdown_table(summaries: list[dict], metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _difference_cell(stat: dict | None, metric: str) -> str:
+    if stat is None:
+        return "-"
+    scale, digits = (100.0, 1) if metric in PERCENT_METRICS else (1.0, 3)
+    return (f"{scale * stat['mean']:+.{digits}f} ± {scale * stat['ci95']:.{digits}f} "
+            f"({stat['better']}/{stat['n']} better)")
+
+
+def paired_table(entries: list[dict], metrics: list[str]) -> str:
+    """One row per (system, group) of ``runner.paired_differences``: each metric's mean difference
+    from the compared system ± 95% CI half-width, and the clips it did better on."""
+    shown = [m for m in metrics if any(m in e for e in entries)]
+    header = ["system", "against", "clips", "group"] + [_label(m) for m in shown]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for e in entries:
+        cells = [e["label"], e["against"], str(e["clips"]), e["group"]] + [_difference_cell(e.get(m), m) for m in shown]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(out: Path, results: EvalResults, summaries: list[dict], metrics: list[str],
-                 notes: list[str], force: bool = False) -> list[Path]:
-    """Write every output file into ``out`` (atomically); returns their paths."""
+                 notes: list[str], force: bool = False, paired: list[dict] | None = None) -> list[Path]:
+    """Write every output file into ``out`` (atomically); returns their paths. ``paired``: the
+    entries of ``runner.paired_differences``, reported in their own section."""
     out.mkdir(parents=True, exist_ok=True)
     skipped = {m: sum(1 for r in results.rows if m in r and r[m] is None) for m in metrics}
     why = {"wer": "no words in the reference"}
@@ -91,7 +112,7 @@ def write_report(out: Path, results: EvalResults, summaries: list[dict], metrics
         f"{n} scores of {_label(m)} skipped ({why.get(m, 'clip too short or no speech')})."
         for m, n in skipped.items() if n]
     document = {"notes": notes, "unreadable": results.unreadable, "failures": results.failures,
-                "summary": summaries, "clips": results.rows}
+                "summary": summaries, "paired": paired or [], "clips": results.rows}
     _write_text(out / "results.json", json.dumps(document, indent=2) + "\n", force)
     buffer = io.StringIO()
     # coded rows' columns first: the original's rows have only the bitrate-free and WER ones
@@ -104,6 +125,11 @@ def write_report(out: Path, results: EvalResults, summaries: list[dict], metrics
     text = "# Bitrate vs quality\n\n" + markdown_table(summaries, table_metrics)
     text += "\nMean ± 95% confidence half-width over clips"
     text += " (WER: all errors over all reference words, in percent).\n\n" if "wer" in table_metrics else ".\n\n"
+    if paired:
+        text += ("## Clip by clip\n\n" + paired_table(paired, table_metrics)
+                 + "\nEach system minus the one it is compared with, over the clips both scored: mean ± 95% "
+                 "confidence half-width, and on how many clips it did better (WER: the difference of the "
+                 "corpus rates, in points).\n\n")
     text += "".join(f"- {n}\n" for n in notes)
     text += "".join(f"- unreadable: {u}\n" for u in results.unreadable)
     text += "".join(f"- failed: {f}\n" for f in results.failures)

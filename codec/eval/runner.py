@@ -252,3 +252,45 @@ def aggregate(rows: list[dict], metrics: list[str]) -> list[dict]:
                 summary[name]["mean"], summary[name]["ci95"] = confidence_interval([r[name] for r in scored])
         summaries.append(summary)
     return summaries
+
+
+def paired_differences(rows: list[dict], against: str, metrics: list[str]) -> list[dict]:
+    """Every other coded system minus the system labelled ``against``, clip by clip: one entry per
+    (label, group), plus "all" groups when clips have several groups.
+
+    Each metric gets {"mean", "ci95", "n", "better", "worse"} over the clips both systems scored:
+    the mean difference (system - against) with its 95% t-interval, and how many clips the system
+    did better or worse on in the metric's direction (lower is better for e.g. mel distance). For
+    "wer" the mean is the difference of the two corpus rates, sum(errors - errors') / sum(words),
+    with a ratio's interval (``ratio_interval``); better and worse count clips with fewer and more
+    errors. A metric neither system scored on any clip is left out.
+    """
+    directions = {m.name: m.higher_is_better for m in ALL_METRICS}
+    base = {r["clip"]: r for r in rows if r["label"] == against}
+    groups = sorted({r["group"] for r in rows})
+    labels = list(dict.fromkeys(r["label"] for r in rows if r["label"] not in (against, ORIGINAL)))
+    keys = [(label, g) for label in labels for g in groups] + ([(label, "all") for label in labels]
+                                                                 if len(groups) > 1 else [])
+    entries = []
+    for label, group in keys:
+        pairs = [(r, base[r["clip"]]) for r in rows
+                 if r["label"] == label and group in (r["group"], "all") and r["clip"] in base]
+        if not pairs:
+            continue
+        entry: dict = {"label": label, "against": against, "group": group, "clips": len(pairs)}
+        for name in metrics:
+            scored = [(r, b) for r, b in pairs if r.get(name) is not None and b.get(name) is not None]
+            if not scored:
+                continue
+            if name == "wer":
+                diffs = [r["wer_errors"] - b["wer_errors"] for r, b in scored]
+                mean, half = ratio_interval(diffs, [r["wer_words"] for r, _ in scored])
+                gains = [-d for d in diffs]
+            else:
+                diffs = [r[name] - b[name] for r, b in scored]
+                mean, half = confidence_interval(diffs)
+                gains = diffs if directions[name] else [-d for d in diffs]
+            entry[name] = {"mean": mean, "ci95": half, "n": len(scored),
+                           "better": sum(g > 0 for g in gains), "worse": sum(g < 0 for g in gains)}
+        entries.append(entry)
+    return entries
