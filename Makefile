@@ -21,7 +21,8 @@ demo: setup
 	$(BIN)/codec info $(DEMO)/codes/arctic_slt_a0009.cdc
 	$(BIN)/codec eval --data samples --bandwidth 1.5 --bandwidth 3 --bandwidth 6 \
 		--baseline opus:6,12 --baseline codec2:3200,1300 --out $(DEMO)/eval --force \
-		--metric pesq_wb --metric stoi --metric mel_distance --metric speaker_sim --metric wer
+		--metric pesq_wb --metric stoi --metric mel_distance --metric speaker_sim --metric wer \
+		--against "Opus 6 kbps"
 
 test: setup
 	$(BIN)/python -m pytest -q

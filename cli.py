@@ -301,7 +301,7 @@ def evaluate(
     With image or video tokenizers as --model: against JPEG and WebP (images) or H.264 and VP9 (video) at equal bits."""
     from codec.audio.registry import DEFAULT_MODEL
     from codec.eval import asr
-    from codec.eval.baselines import make_baselines
+    from codec.eval.baselines import make_baselines, parse_spec
     from codec.eval.report import markdown_table, paired_table, wer_note, write_report
     from codec.eval.runner import aggregate, evaluate as run_eval, find_clips, paired_differences
     from codec.eval.metrics import ALL_METRICS
@@ -339,8 +339,13 @@ def evaluate(
     if not systems:
         raise CodecError("Nothing to evaluate: pass --model and/or --baseline.")
     labels = [s.label for s in systems]
-    if unknown := [a for a in against or [] if a not in labels]:
+    skipped = {b.label for spec in baseline or [] for b in parse_spec(spec)} - set(labels)  # tool not installed
+    if unknown := [a for a in against or [] if a not in labels and a not in skipped]:
         raise CodecError(f"--against {unknown[0]!r} is none of the systems evaluated: {', '.join(map(repr, labels))}.")
+    for label in [a for a in against or [] if a in skipped]:
+        stderr.print(f"warning: no clip-by-clip comparison with {label}: its program is not installed.", markup=False,
+                     soft_wrap=True)
+    against = [a for a in against or [] if a in labels]
     with Progress(console=stderr) as progress:
         task = progress.add_task("coding", total=len(clips) * len(systems))
         results = run_eval(systems, clips, workers, examples, lambda: progress.advance(task), metric)
@@ -348,7 +353,7 @@ def evaluate(
         raise CodecError(f"No clip in {data} could be evaluated ({len(results.unreadable)} unreadable).")
     metrics = [m.name for m in ALL_METRICS if any(r.get(m.name) is not None for r in results.rows)]
     summaries = aggregate(results.rows, metrics)
-    paired = [e for label in dict.fromkeys(against or []) for e in paired_differences(results.rows, label, metrics)]
+    paired = [e for label in dict.fromkeys(against) for e in paired_differences(results.rows, label, metrics)]
     write_report(out, results, summaries, metrics, warnings, force=True, paired=paired)
     shown = [m for m in ("pesq_wb", "stoi", "wer", "mel_distance", "speaker_sim") if m in metrics]
     stdout.print(markdown_table(summaries, shown), markup=False, soft_wrap=True)

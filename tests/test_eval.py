@@ -158,3 +158,21 @@ def test_bad_eval_requests_fail_cleanly(tmp_path, monkeypatch, setup, args, mess
     result = runner.invoke(cli.app, ["eval", "--data", str(data), "--out", str(tmp_path / "out"), *args])
     assert result.exit_code == 1 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out" / "results.json").exists()
+
+
+def test_against_a_baseline_that_is_not_installed_is_a_warning(tmp_path, monkeypatch, tiny_model_dir):
+    import codec.eval.baselines as baselines
+
+    monkeypatch.setattr(baselines, "available_baselines", lambda: {"opus": False, "codec2": False, "mp3": False})
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(SAMPLES / "arctic_slt_a0009.flac", data)
+    out = tmp_path / "out"
+    result = runner.invoke(cli.app, ["eval", "--model", str(tiny_model_dir), "--bandwidth", "6", "--data", str(data),
+                                     "--out", str(out), "--baseline", "opus:6", "--against", "Opus 6 kbps",
+                                     "--metric", "stoi", "--workers", "1", "--examples", "0"])
+    assert result.exit_code == 0, result.stderr
+    assert "no clip-by-clip comparison with Opus 6 kbps: its program is not installed" in result.stderr
+    document = json.loads((out / "results.json").read_text())
+    assert document["paired"] == []
+    assert [s["label"] for s in document["summary"]] == [f"{tiny_model_dir.parent.name}/tiny-test 6 kbps"]
