@@ -263,7 +263,7 @@ def paired_differences(rows: list[dict], against: str, metrics: list[str]) -> li
     did better or worse on in the metric's direction (lower is better for e.g. mel distance). For
     "wer" the mean is the difference of the two corpus rates, sum(errors - errors') / sum(words),
     with a ratio's interval (``ratio_interval``); better and worse count clips with fewer and more
-    errors. A metric neither system scored on any clip is left out.
+    errors. A metric that no clip has scores of both systems for is left out.
     """
     directions = {m.name: m.higher_is_better for m in ALL_METRICS}
     base = {r["clip"]: r for r in rows if r["label"] == against}
