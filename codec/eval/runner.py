@@ -215,6 +215,14 @@ def ratio_interval(errors: list[float], words: list[float]) -> tuple[float, floa
     return rate, float(stats.t.ppf(0.975, len(e) - 1) * se)
 
 
+def _label_groups(rows: list[dict], labels: list[str]) -> list[tuple[str, str]]:
+    """(label, group) for each label and each clip group of ``rows``, then (label, "all") for each
+    label when there are several groups."""
+    groups = sorted({r["group"] for r in rows})
+    return [(label, g) for label in labels for g in groups] + ([(label, "all") for label in labels]
+                                                               if len(groups) > 1 else [])
+
+
 def aggregate(rows: list[dict], metrics: list[str]) -> list[dict]:
     """One summary per (system label, group), plus "all" groups when clips have several groups;
     the ORIGINAL system first.
@@ -223,13 +231,9 @@ def aggregate(rows: list[dict], metrics: list[str]) -> list[dict]:
     "wer" the "mean" is the corpus rate, sum(errors) / sum(reference words) (also given as "errors"
     and "words"), and "ci95" that of a ratio (``ratio_interval``).
     """
-    groups = sorted({r["group"] for r in rows})
     labels = sorted(dict.fromkeys(r["label"] for r in rows), key=lambda label: label != ORIGINAL)
-    keys = [(label, g) for label in labels for g in groups]
-    if len(groups) > 1:
-        keys += [(label, "all") for label in labels]
     summaries = []
-    for label, group in keys:
+    for label, group in _label_groups(rows, labels):
         selected = [r for r in rows if r["label"] == label and group in (r["group"], "all")]
         if not selected:
             continue
@@ -267,12 +271,9 @@ def paired_differences(rows: list[dict], against: str, metrics: list[str]) -> li
     """
     directions = {m.name: m.higher_is_better for m in ALL_METRICS}
     base = {r["clip"]: r for r in rows if r["label"] == against}
-    groups = sorted({r["group"] for r in rows})
     labels = list(dict.fromkeys(r["label"] for r in rows if r["label"] not in (against, ORIGINAL)))
-    keys = [(label, g) for label in labels for g in groups] + ([(label, "all") for label in labels]
-                                                                 if len(groups) > 1 else [])
     entries = []
-    for label, group in keys:
+    for label, group in _label_groups(rows, labels):
         pairs = [(r, base[r["clip"]]) for r in rows
                  if r["label"] == label and group in (r["group"], "all") and r["clip"] in base]
         if not pairs:
